@@ -1,0 +1,65 @@
+# mnist-course: `make course` runs the whole course, `make test` runs every test.
+# Both create the virtual environment (.venv) on first use and install the package into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+BUILD  := $(CURDIR)/build
+
+# Fast-mode settings for the test suite: outputs go to build/test, never to figures/ or results/.
+TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_PROGRESS=0 MPLBACKEND=Agg \
+	MNIST_COURSE_FIGURES=$(BUILD)/test/figures \
+	MNIST_COURSE_RESULTS=$(BUILD)/test/results.json \
+	MNIST_COURSE_MODELS=$(BUILD)/test/models
+
+.PHONY: help install course course-fast test test-fast lint nbval readme lab benchmark clean
+
+help:
+	@echo "make course      run every notebook (full mode) into build/notebooks, write figures/ and results/"
+	@echo "make course-fast the same in fast mode (minutes)"
+	@echo "make test        lint, library tests, notebook policy, papermill batch run and nbval (fast mode)"
+	@echo "make test-fast   lint and library tests only"
+	@echo "make lab         open JupyterLab on the course"
+	@echo "make readme      regenerate the README's results table from results/results.json"
+	@echo "make clean       remove build/ (keeps .venv, data/, figures/, results/ and models/)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+course: $(STAMP)
+	$(PY) -m mnist_course.course --output $(BUILD)/notebooks
+	$(PY) -m mnist_course.results --update
+
+course-fast: $(STAMP)
+	MNIST_COURSE_FAST=1 $(PY) -m mnist_course.course --output $(BUILD)/notebooks-fast
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test-fast: lint
+	$(TEST_ENV) $(PY) -m pytest -m "not slow"
+
+nbval: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+test: lint
+	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+readme: $(STAMP)
+	$(PY) -m mnist_course.results --update
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+benchmark: $(STAMP)
+	$(PY) -m mnist_course.benchmark
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .ruff_cache
