@@ -16,6 +16,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -77,20 +78,37 @@ def record(notebook: str, key: str, value: float | int | str, label: str, unit: 
         raise ValueError(f"result {notebook}/{key} is {value}; only finite numbers are recorded.")
     fast = fast_mode() if fast is None else fast
     path = Path(path) if path is not None else results_path(fast)
-    data = load_results(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     entry = {
         "notebook": notebook, "key": key, "value": value, "label": label, "unit": unit,
         "digits": digits, "mode": "fast" if fast else "full",
         "date": _dt.date.today().isoformat(), "machine": machine(),
     }
-    data["results"][f"{notebook}/{key}"] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)  # atomic: a crash never leaves half a file
+    with _locked(path):  # two notebooks running at once must not drop each other's entries
+        data = load_results(path)
+        data["results"][f"{notebook}/{key}"] = entry
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)  # atomic: a crash never leaves half a file
     return entry
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on <path>.lock while the results file is read and rewritten (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, still atomic replacement
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def format_value(entry: dict) -> str:
