@@ -6,7 +6,17 @@ figures), ``results`` (results file and README table).
 
 __version__ = "0.1.0"
 
-from .data import BatchIterator, DataCorruptError, DataNotFoundError, MNISTData, load_mnist, train_val_split
+import importlib
+
+from . import data, utils
+from .data import (
+    BatchIterator,
+    DataCorruptError,
+    DataNotFoundError,
+    MNISTData,
+    load_mnist,
+    train_val_split,
+)
 from .utils import (
     fast_mode,
     figures_dir,
@@ -21,7 +31,20 @@ from .utils import (
 )
 
 __all__ = [
-    "__version__", "BatchIterator", "DataCorruptError", "DataNotFoundError", "MNISTData", "load_mnist",
+    "__version__", "data", "utils", "BatchIterator", "DataCorruptError", "DataNotFoundError", "MNISTData", "load_mnist",
     "train_val_split", "fast_mode", "figures_dir", "get_device", "models_dir", "progress", "repo_root",
     "save_figure", "seed_everything", "set_progress", "setup_notebook",
 ]
+
+# Submodules loaded on first use (mc.results, mc.models, ...), so that `python -m
+# mnist_course.results` and friends do not find themselves imported twice.
+_SUBMODULES = {
+    "results", "course", "numpy_nets", "models", "training", "checkpoint", "pretrained",
+    "train", "benchmark", "augment", "permute", "drawing",
+}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'mnist_course' has no attribute {name!r}")

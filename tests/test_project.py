@@ -1,0 +1,92 @@
+"""Project files and the notebook policy: outputs stripped in git, no errors, python3 kernel,
+the conventions of CONTRIBUTING.md; environment.yml in step with pyproject.toml."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+import mnist_course as mc
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = mc.repo_root()
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks_and_they_are_numbered():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+    for nb in NOTEBOOKS:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", nb.name), f"{nb.name}: name notebooks NN_words.ipynb"
+    numbers = [nb.name[:2] for nb in NOTEBOOKS]
+    assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {numbers}"
+
+
+def _code(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_policy(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3", "kernelspec must be python3"
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert not cell.get("outputs"), f"cell {i} has outputs: clear them before committing (policy: stripped)"
+        assert cell.get("execution_count") is None, f"cell {i} has an execution count: clear outputs"
+        assert "sys.path" not in _code(cell), f"cell {i}: import mnist_course (pip install -e .), no sys.path tricks"
+    first = _code(code_cells[0])
+    assert "import mnist_course" in first and "__version__" in first, "first code cell must import mnist_course and print its version"
+    params = [c for c in code_cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters' (for papermill)"
+    for name in ("SEED", "FAST", "DATASET", "FIGURES", "RESULTS"):
+        assert re.search(rf"^{name}\s*=", _code(params[0]), re.M), f"parameters cell lacks {name}"
+    assert any("mc.setup_notebook(" in _code(c) for c in code_cells), "call mc.setup_notebook(...) after the parameters"
+    assert any("save_figure(" in _code(c) for c in code_cells), "every notebook saves at least one figure"
+    assert any("results.record(" in _code(c) for c in code_cells), "every notebook records its headline numbers"
+
+
+def test_no_error_outputs_anywhere():
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            assert not errors, f"{path.name} holds an error output"
+
+
+def test_environment_yml_follows_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = env["dependencies"]
+    pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
+    conda = [d for d in deps if isinstance(d, str)]
+    assert pip_sections == [["-e .[dev]"]], "environment.yml must install the project with `pip: -e .[dev]` only"
+    assert sorted(d.split(">")[0].split("=")[0] for d in conda) == ["pip", "python"], (
+        "environment.yml may list only python and pip; put packages in pyproject.toml")
+    python = next(d for d in conda if d.startswith("python"))
+    assert python.replace("python", "") == project["requires-python"], "python version differs from requires-python"
+
+
+def test_pyproject_has_lower_bounds_not_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        assert "==" not in dep and "<" not in dep, f"{dep}: declare lower bounds, not pins"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make course" in readme
+    assert re.search(r"^\s*(exec )?make test\s*$", ci, re.M), ".ci/run must call the README's test command"
+
+
+def test_package_version_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert mc.__version__ == project["version"]
