@@ -1,0 +1,135 @@
+"""The course's trained models, stored where later notebooks (07, 08) and the drawing pad find them.
+
+``load_course_model("cnn")`` returns the course's best CNN (trained in notebook 06) and
+``load_course_model("mlp")`` the full-size MLP, from ``<models_dir()>/course_<name>.safetensors`` with
+``course_<name>.json`` beside it (mean, std, test accuracy, classes, dataset, how it was trained).
+When the files are missing it trains a quick stand-in (fast mode: seconds on a subset; full mode:
+a few minutes) and saves it. Existing files are never overwritten unless ``overwrite=True`` is passed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import _atomic_write, load_weights, save_model
+from .models import build_model, count_parameters, rebuild
+from .utils import fast_mode, get_device, models_dir
+
+COURSE_MODELS = {"cnn": "cnn_best", "mlp": "mlp"}  # course name -> build_model name
+REQUIRED_INFO = ("mean", "std", "test_acc", "classes", "dataset")
+
+
+def _check_name(name: str) -> str:
+    key = str(name).strip().lower()
+    if key not in COURSE_MODELS:
+        raise ValueError(f"unknown course model {name!r}: choose one of {', '.join(COURSE_MODELS)}.")
+    return key
+
+
+def course_model_paths(name: str = "cnn", dataset: str = "mnist") -> tuple[Path, Path]:
+    """(weights, info) paths of a course model: <models_dir()>/course_<name>[_fashion].safetensors and .json."""
+    from .data import canonical_name
+
+    stem = f"course_{_check_name(name)}" + ("" if canonical_name(dataset) == "mnist" else f"_{canonical_name(dataset)}")
+    folder = models_dir()
+    return folder / f"{stem}.safetensors", folder / f"{stem}.json"
+
+
+def save_course_model(model: nn.Module, name: str, info: dict, overwrite: bool = False,
+                      dataset: str | None = None) -> Path:
+    """Store a trained model as course model `name` ('cnn' or 'mlp'); info needs mean, std, test_acc,
+    classes and dataset. Refuses to replace an existing one unless overwrite=True. Returns the weights path."""
+    missing = [k for k in REQUIRED_INFO if k not in info]
+    if missing:
+        raise ValueError(f"info is missing {missing}; give at least {', '.join(REQUIRED_INFO)}.")
+    if not hasattr(model, "config"):
+        raise TypeError("only mnist_course.models.MLP/CNN models (which keep a .config) can be stored as course models")
+    weights, meta_path = course_model_paths(name, dataset or info["dataset"])
+    if not overwrite and (weights.exists() or meta_path.exists()):
+        raise FileExistsError(f"{weights} already exists; pass overwrite=True to replace the course's {name} model.")
+    info = {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.items() if k != "path"}
+    info = {"type": type(model).__name__, "config": model.config, "parameters": count_parameters(model),
+            "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **info}
+    save_model(model, weights, metadata=info, overwrite=overwrite)
+    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"), overwrite=True)
+    return weights
+
+
+def load_course_model(name: str = "cnn", device=None, train_if_missing: bool = True,
+                      dataset: str = "mnist") -> tuple[nn.Module, dict]:
+    """(model in eval mode on `device`, info dict) for course model 'cnn' (best CNN) or 'mlp' (full-size MLP).
+
+    info has mean, std, test_acc, classes, dataset, path, ... The model takes images normalised with
+    info's mean/std, (N, 1, 28, 28) -> logits (N, 10). Missing files: train_quick_model, unless
+    train_if_missing=False (then FileNotFoundError).
+    """
+    key = _check_name(name)
+    device = get_device() if device is None else torch.device(device)
+    weights, meta_path = course_model_paths(key, dataset)
+    if not weights.exists() or not meta_path.exists():
+        if not train_if_missing:
+            raise FileNotFoundError(
+                f"no course model at {weights}. Run notebook 06 (cnn) / 04 (mlp) to train it, or call "
+                f"load_course_model({key!r}, train_if_missing=True) to train a quick one.")
+        model, info = train_quick_model(key, dataset=dataset, device=device)
+        try:
+            save_course_model(model, key, info, overwrite=False)
+        except FileExistsError:  # another notebook saved one meanwhile: use that one
+            pass
+        return load_course_model(key, device, train_if_missing=False, dataset=dataset)
+    info = json.loads(meta_path.read_text())
+    model = rebuild(info["type"], info["config"])
+    load_weights(model, weights, device=device)
+    info["path"] = str(weights)
+    return model.eval(), info
+
+
+def train_quick_model(name: str = "cnn", dataset: str = "mnist", device=None, fast: bool | None = None,
+                      seed: int = 0, verbose: bool = True) -> tuple[nn.Module, dict]:
+    """Train a stand-in course model: fast mode 4,000 images for 1 epoch (seconds), full mode
+    the whole training set for 2 epochs (a few minutes on a CPU). Returns (model, info)."""
+    from .data import BatchIterator, load_mnist
+    from .training import evaluate, fit, make_optimizer, make_scheduler
+
+    key = _check_name(name)
+    fast = fast_mode() if fast is None else fast
+    device = get_device() if device is None else torch.device(device)
+    data = load_mnist(dataset)
+    if fast:
+        data = data.subset(4000, 2000, seed=seed)
+    num_epochs = 1 if fast else 2
+    if verbose:
+        print(f"training a quick course model {key!r} on {dataset} ({len(data.X_train)} images, "
+              f"{num_epochs} epoch(s)); run notebook 06 for the full one")
+    torch.manual_seed(seed)
+    model = build_model(COURSE_MODELS[key]).to(device)
+    train_loader = BatchIterator(data.normalize(data.X_train), data.y_train, batch_size=128, shuffle=True,
+                                 seed=seed, device=device)
+    test_loader = BatchIterator(data.normalize(data.X_test), data.y_test, batch_size=1024, device=device)
+    optimizer = make_optimizer("adamw", model.parameters(), lr=3e-3)
+    scheduler = make_scheduler("onecycle", optimizer, num_epochs, len(train_loader))
+    fit(model, train_loader, None, num_epochs, optimizer, scheduler, live_plot=False, verbose=verbose)
+    test = evaluate(model, test_loader)
+    info = {"mean": data.mean, "std": data.std, "test_acc": test["acc"], "classes": list(data.classes),
+            "dataset": data.name, "trained_by": "pretrained.train_quick_model", "fast": bool(fast),
+            "num_epochs": num_epochs, "n_train": len(data.X_train), "model": COURSE_MODELS[key]}
+    if verbose:
+        print(f"quick {key}: test accuracy {100 * test['acc']:.2f}%")
+    return model.eval(), info
+
+
+def describe(info: dict) -> str:
+    """One line about a course model's info dict."""
+    params = info.get("parameters")
+    params = f"{params:,}" if isinstance(params, int) else "?"
+    return (f"{info.get('type', '?')} with {params} parameters, test accuracy "
+            f"{100 * info['test_acc']:.2f}% on {info['dataset']}, from {info.get('path', '?')}")
+
+
+__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "course_model_paths", "describe", "load_course_model",
+           "save_course_model", "train_quick_model"]
