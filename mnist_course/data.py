@@ -332,8 +332,8 @@ class BatchIterator:
             if order is None:
                 X, y = self.X[lo:hi], self.y[lo:hi]
             else:
-                idx = order[lo:hi]
-                X, y = self.X[idx], self.y[idx]
+                idx = order[lo:hi]  # index_select: several times faster than X[idx] here
+                X, y = self.X.index_select(0, idx), self.y.index_select(0, idx)
             yield (self.transform(X) if self.transform is not None else X), y
 
     def state_dict(self) -> dict:
