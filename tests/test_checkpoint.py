@@ -1,0 +1,120 @@
+"""Checkpoints: round trips, refusal of pickled code, no silent overwrite, course models."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from mnist_course import checkpoint
+from mnist_course.models import build_model
+from mnist_course.pretrained import course_model_paths, load_course_model, save_course_model
+
+SENTINEL = "mnist_course_pwned"
+
+
+class Evil:
+    """Unpickling this would set an environment variable (a stand-in for running any code)."""
+
+    def __reduce__(self):
+        return (exec, (f"import os; os.environ[{SENTINEL!r}] = 'yes'",))
+
+
+def test_model_round_trip_through_safetensors(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("cnn_best").eval()
+    path = checkpoint.save_model(model, tmp_path / "m.safetensors", {"test_acc": 0.99})
+    again, meta = checkpoint.load_model(path)
+    X = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(again(X), model(X), rtol=0, atol=0)
+    assert meta["test_acc"] == 0.99 and meta["type"] == "CNN"
+
+
+def test_existing_files_are_not_overwritten(tmp_path):
+    model = build_model("mlp_small")
+    path = checkpoint.save_model(model, tmp_path / "m.safetensors")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        checkpoint.save_model(model, path)
+    checkpoint.save_model(model, path, overwrite=True)
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    path = checkpoint.save_model(build_model("mlp_small"), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="does not fit"):
+        checkpoint.load_weights(build_model("cnn_small"), path)
+
+
+def test_training_state_round_trip(tmp_path):
+    model = build_model("mlp_small")
+    opt = torch.optim.Adam(model.parameters())
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
+             "rng": {"torch": torch.get_rng_state()}, "history": {"rows": [{"a": 1.5}]}}
+    checkpoint.save_state(state, tmp_path / "state.pt")
+    again = checkpoint.load_state(tmp_path / "state.pt")
+    assert again["epoch"] == 3 and again["history"] == {"rows": [{"a": 1.5}]}
+    assert torch.equal(again["rng"]["torch"], state["rng"]["torch"])
+
+
+def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(SENTINEL, raising=False)
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": Evil()}, path)
+    with pytest.raises(checkpoint.UnsafeCheckpointError, match="NOT loaded"):
+        checkpoint.load_state(path)
+    assert SENTINEL not in os.environ
+    # and the same file as a run to resume from
+    (tmp_path / "run").mkdir()
+    os.replace(path, tmp_path / "run" / "state.pt")
+    from mnist_course.training import fit
+
+    model = build_model("mlp_small")
+    with pytest.raises(checkpoint.UnsafeCheckpointError):
+        fit(model, [], None, 1, torch.optim.SGD(model.parameters(), lr=0.1), run_dir=tmp_path / "run",
+            resume=True, verbose=False, live_plot=False)
+    assert SENTINEL not in os.environ
+
+
+def test_prepare_run_dir(tmp_path):
+    run = checkpoint.prepare_run_dir(tmp_path / "new")
+    assert run.is_dir()
+    (run / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        checkpoint.prepare_run_dir(run)
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        checkpoint.prepare_run_dir(run, resume=True)
+
+
+INFO = {"mean": 0.13, "std": 0.31, "test_acc": 0.5, "classes": [str(i) for i in range(10)], "dataset": "mnist"}
+
+
+def test_course_model_save_and_load(isolated_outputs):
+    torch.manual_seed(0)
+    model = build_model("cnn_best").eval()
+    path = save_course_model(model, "cnn", INFO)
+    assert path == course_model_paths("cnn")[0] and path.parent == isolated_outputs / "models"
+    loaded, info = load_course_model("cnn", device="cpu", train_if_missing=False)
+    assert not loaded.training and info["test_acc"] == 0.5 and info["path"] == str(path)
+    X = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(loaded(X), model(X))
+    with pytest.raises(FileExistsError):
+        save_course_model(model, "cnn", INFO)
+    save_course_model(model, "cnn", {**INFO, "test_acc": 0.6}, overwrite=True)
+    assert json.loads(course_model_paths("cnn")[1].read_text())["test_acc"] == 0.6
+
+
+def test_missing_course_model(isolated_outputs):
+    with pytest.raises(FileNotFoundError, match="notebook 06"):
+        load_course_model("cnn", device="cpu", train_if_missing=False)
+    with pytest.raises(ValueError, match="unknown course model"):
+        load_course_model("resnet")
+    with pytest.raises(ValueError, match="missing"):
+        save_course_model(build_model("mlp"), "mlp", {"mean": 0.1})
+
+
+def test_missing_course_model_is_trained_quickly_in_fast_mode(isolated_outputs, mnist, monkeypatch):
+    monkeypatch.setenv("MNIST_COURSE_FAST", "1")
+    model, info = load_course_model("cnn", device="cpu")
+    assert info["fast"] is True and info["test_acc"] > 0.5 and info["type"] == "CNN"
+    assert course_model_paths("cnn")[0].is_file()
+    again, info2 = load_course_model("cnn", device="cpu")  # now loaded, not retrained
+    assert info2["saved"] == info["saved"]
