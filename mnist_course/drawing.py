@@ -55,7 +55,8 @@ def load_image(source) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"no image file at {path}: check the path (current folder: {Path.cwd()}).")
+            where = "" if path.is_absolute() else f" (relative to the current folder {Path.cwd()})"
+            raise FileNotFoundError(f"no image file at {path}{where}: check the path.")
         try:
             with Image.open(path) as im:
                 im.load()
@@ -252,7 +253,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST_MEAN,
                   std: float = MNIST_STD) -> np.ndarray:
     """(28, 28) image in [0, 1] -> (10,) softmax probabilities of an eval-mode model."""
