@@ -60,6 +60,12 @@ def save_course_model(model: nn.Module, name: str, info: dict, overwrite: bool =
     return weights
 
 
+def read_info(name: str = "cnn", dataset: str = "mnist") -> dict | None:
+    """The stored info dict of a course model, or None when there is none yet."""
+    _, meta_path = course_model_paths(name, dataset)
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else None
+
+
 def load_course_model(name: str = "cnn", device=None, train_if_missing: bool = True,
                       dataset: str = "mnist") -> tuple[nn.Module, dict]:
     """(model in eval mode on `device`, info dict) for course model 'cnn' (best CNN) or 'mlp' (full-size MLP).
@@ -131,5 +137,5 @@ def describe(info: dict) -> str:
             f"{100 * info['test_acc']:.2f}% on {info['dataset']}, from {info.get('path', '?')}")
 
 
-__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "course_model_paths", "describe", "load_course_model",
+__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "course_model_paths", "describe", "load_course_model", "read_info",
            "save_course_model", "train_quick_model"]

@@ -212,6 +212,7 @@ class History:
 def plot_history(history: History, axes=None, label: str | None = None):
     """Loss and accuracy curves (train dashed, validation solid) on two axes; returns the axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -221,6 +222,7 @@ def plot_history(history: History, axes=None, label: str | None = None):
         line, = ax.plot(epochs, history[f"train_{key}"], "--", marker=".", label=f"{prefix}train")
         if any(v is not None for v in history[f"val_{key}"]):
             ax.plot(epochs, history[f"val_{key}"], "-", marker=".", color=line.get_color(), label=f"{prefix}val")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss" if key == "loss" else "accuracy")
         ax.grid(alpha=0.3)
