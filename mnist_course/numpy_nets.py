@@ -499,7 +499,7 @@ def evaluate(model: Module, X: np.ndarray, y: np.ndarray, batch_size: int = 2000
 def limit_blas_threads(num_threads: int = 1) -> bool:
     """Make NumPy's BLAS use `num_threads` threads from now on (through threadpoolctl, if installed);
     returns False when it could not. A minibatch's matrices are small: on two busy cores, BLAS
-    threads spend more time waiting for each other than computing (one thread was 10x faster here)."""
+    threads can spend more time waiting for each other than computing."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -335,3 +335,11 @@ def test_softmax_regression_learns_real_mnist(mnist):
     for _ in range(2):
         nn_np.train_epoch(model, X, small.y_train.numpy(), opt, batch_size=64, rng=rng)
     assert nn_np.evaluate(model, X_test, small.y_test.numpy())["acc"] > 0.8
+
+
+def test_limit_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(None):  # restores the original limits afterwards
+        assert nn_np.limit_blas_threads(1) is True
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
