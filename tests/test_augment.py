@@ -100,3 +100,25 @@ def test_bad_input_is_refused():
         A.RandomAffine(scale=1.5)
     with pytest.raises(ValueError, match="theta"):
         A.affine_batch(torch.zeros(2, 1, 28, 28), torch.zeros(3, 2, 3))
+
+
+def test_augmented_batches_resume_where_they_stopped():
+    """Saving the loader's and the transform's generators after epoch 1 and restoring them in fresh
+    objects gives the same augmented batches in epoch 2 as an uninterrupted run."""
+    import mnist_course as mc
+
+    X, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+
+    def make(seed_shift=0):
+        return mc.BatchIterator(X, y, batch_size=16, shuffle=True, seed=1 + seed_shift,
+                                transform=A.RandomAffine(seed=2 + seed_shift))
+
+    straight = make()
+    list(straight)
+    state = {"loader": straight.state_dict(), "transform": straight.transform.state_dict()}
+    epoch2 = [b for b, _ in straight]
+    resumed = make(seed_shift=5)  # different seeds: everything must come from the saved state
+    resumed.load_state_dict(state["loader"])
+    resumed.transform.load_state_dict(state["transform"])
+    for a, b in zip(epoch2, (b for b, _ in resumed), strict=True):
+        assert torch.equal(a, b)
