@@ -1,7 +1,10 @@
 """mnist-course: the small library that the course's notebooks import.
 
 Modules: ``data`` (MNIST in memory, batches), ``utils`` (paths, seeding, device, progress,
-figures), ``results`` (results file and README table).
+figures), ``results`` (results file and README table), ``numpy_nets`` (NumPy networks with
+hand-written backprop, notebooks 02-03), ``models`` / ``training`` / ``checkpoint`` /
+``pretrained`` (PyTorch models and the training loop, 03-06), ``augment`` and ``permute`` (05-06),
+``drawing`` (preprocessing and the drawing pad, 08).
 """
 
 __version__ = "0.1.0"
