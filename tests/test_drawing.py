@@ -268,8 +268,9 @@ def test_mouse_strokes_are_kept_and_predicted(pad):
     assert pad.strokes[0][0] == (140.0, 40.0) and pad.strokes[0][-1] == (140.0, 240.0)
     assert pad.prediction.label == "3"
     assert "Prediction: <b>3</b>" in pad.label.value
-    assert pad.bars[3].value == pytest.approx(pad.prediction.probs[3])
-    assert sum(b.value for b in pad.bars) == pytest.approx(1.0, abs=1e-5)
+    assert pad.prediction.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert f"width:{100 * pad.prediction.probs[3]:.1f}%" in pad.chart.value
+    assert pad.chart.value.count("#2e7d32") == 1            # one best bar
     assert pad.input_image.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert pad.errors.outputs == ()
     img = pad.image()
@@ -306,7 +307,7 @@ def test_undo_and_clear(pad):
     assert pad.image()[:, 200].max() == 0 and pad.image()[100, 80] == 255
     pad.clear_button.click()
     assert pad.strokes == [] and pad.prediction.blank
-    assert "No digit" in pad.label.value and all(b.value == 0 for b in pad.bars)
+    assert "No digit" in pad.label.value and "#2e7d32" not in pad.chart.value
     pad.undo()                              # undo on an empty pad is harmless
     assert pad.errors.outputs == ()
 
@@ -350,6 +351,14 @@ def test_errors_in_handlers_are_shown_not_swallowed(pad):
     assert "model exploded" in text and "Traceback" in text
     pad.on_mouse_down(float("nan"), 3.0)
     assert "not finite" in "".join(o["text"] for o in pad.errors.outputs)
+
+
+def test_bar_chart_html():
+    probs = np.array([0.05, 0.6, 0.05, 0.3, 0, 0, 0, 0, 0, 0])
+    html = dr.bar_chart_html(probs)
+    assert html.count("display:flex") == 10
+    assert "width:60.0%" in html and "width:30.0%" in html and "60.0%</span>" in html
+    assert "%</span>" not in dr.bar_chart_html(None)
 
 
 def test_pad_rejects_no_models():
