@@ -14,6 +14,9 @@ Loaders are :class:`mnist_course.BatchIterator` objects over ``data.normalize(..
 
 Same seed, same machine, same data: the same metrics (weights from ``torch.manual_seed``, batches
 from the loader's own generator, dropout from the global generator whose state checkpoints keep).
+Give each run a fresh loader (or reseed it): a loader shared by two runs hands the second one
+different batches. The number of CPU threads changes the order of float sums, so compare runs made
+with the same ``torch.get_num_threads()``.
 """
 
 from __future__ import annotations
