@@ -321,6 +321,25 @@ def test_touch_draws_like_the_mouse(pad):
     assert pad.prediction.label == "3" and not pad.drawing
 
 
+def test_browser_messages_reach_the_handlers(pad):
+    """The pad is wired to the canvas: feed the messages ipycanvas gets from the browser (through
+    its private _handle_frontend_event, as the comm would)."""
+    def send(**content):
+        pad.canvas._handle_frontend_event(None, content, [])
+
+    send(event="mouse_down", x=140, y=40)
+    for y in range(50, 241, 10):
+        send(event="mouse_move", x=140, y=y)
+    send(event="mouse_out", x=140, y=250)          # leaving the canvas ends the stroke
+    send(event="mouse_move", x=10, y=10)           # ... so this draws nothing
+    assert len(pad.strokes) == 1 and len(pad.strokes[0]) == 21 and not pad.drawing
+    assert pad.prediction.label == "3"
+    send(event="touch_start", touches=[{"x": 60, "y": 40}])
+    send(event="touch_move", touches=[{"x": 60, "y": 200}])
+    send(event="touch_end", touches=[])
+    assert len(pad.strokes) == 2 and pad.strokes[1] == [(60.0, 40.0), (60.0, 200.0)]
+
+
 def test_model_selector_switches_model_and_times_each(pad):
     draw_one(pad)
     assert pad.prediction.label == "3"
