@@ -210,8 +210,11 @@ def course_cnn(mnist):
     model = build_model("cnn", channels=(16, 32), hidden=64)
     cache = mc.models_dir() / "drawing_test_cnn.pt"
     if cache.exists():
-        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
-        return model.eval(), mnist.mean, mnist.std, f"test CNN cached at {cache}"
+        try:
+            model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+            return model.eval(), mnist.mean, mnist.std, f"test CNN cached at {cache}"
+        except (RuntimeError, OSError, ValueError):  # stale cache (the CNN class changed): retrain
+            pass
     torch.manual_seed(0)
     model = build_model("cnn", channels=(16, 32), hidden=64)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
