@@ -6,7 +6,8 @@
     python -m mnist_course.train --out runs/cnn-adamw --resume                # continue an interrupted run
 
 The run folder receives best.safetensors (the best epoch's weights, by validation accuracy),
-state.pt (everything needed to resume), history.json (per-epoch metrics) and metrics.json
+state.pt (everything needed to resume), history.json (per-epoch metrics), config.json (the
+arguments; --resume refuses different ones) and metrics.json
 (arguments, parameters, final validation and test accuracy, times). An existing folder is never
 overwritten: choose a new --out, or pass --resume to continue it.
 """
@@ -21,6 +22,10 @@ from pathlib import Path
 
 from .models import CONFIGS
 from .training import DEFAULT_LR
+
+# Settings that a resumed run must share with the interrupted one.
+RESUME_SAME = ("model", "epochs", "optimizer", "lr", "scheduler", "batch_size", "seed", "dataset", "val_size",
+               "patience", "fast")
 
 
 def _positive_int(text: str) -> int:
@@ -139,9 +144,23 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "out": str(out), "lr": lr, "fast": fast, "num_epochs": num_epochs, "parameters": count_parameters(model)}
+    config_path = out / "config.json"
+    if args.resume and config_path.is_file():  # a resumed run must continue the same schedule
+        old = json.loads(config_path.read_text())
+        changed = [f"--{k.replace('_', '-')} was {old.get(k)!r}, now {config[k]!r}" for k in RESUME_SAME
+                   if k in old and old[k] != config[k]]
+        if changed:
+            parser.error(f"--resume {out} with different settings ({'; '.join(changed)}); "
+                         "resume with the run's original arguments, or start a new --out")
+
+    def save_config(epoch, history):
+        if not config_path.exists():
+            config_path.write_text(json.dumps(config, indent=2) + "\n")
+
     t0 = time.perf_counter()
     history = fit(model, train_loader, val_loader, num_epochs, optimizer, scheduler, device=device,
-                  patience=args.patience, run_dir=out, resume=args.resume, live_plot=False, verbose=not args.quiet)
+                  patience=args.patience, run_dir=out, resume=args.resume, live_plot=False, verbose=not args.quiet,
+                  on_epoch_end=save_config)
     wall = time.perf_counter() - t0
     val, test = evaluate(model, val_loader), evaluate(model, test_loader)  # with the best epoch's weights
     metrics = {"config": config, "best_epoch": history.best_epoch, "epochs_run": len(history),

@@ -48,6 +48,10 @@ def test_fast_run_writes_checkpoint_and_metrics_and_never_overwrites(tmp_path, m
         main(["--model", "cnn_small", "--fast", "--out", str(out)])
     assert exit_info.value.code == 2 and "already exists" in capsys.readouterr().err
     assert (out / "best.safetensors").read_bytes() == before
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.01
+    with pytest.raises(SystemExit):  # resuming must keep the run's schedule
+        main(["--model", "cnn_small", "--fast", "--lr", "0.02", "--out", str(out), "--resume"])
+    assert "--lr was 0.01, now 0.02" in capsys.readouterr().err
 
 
 def test_resume_needs_a_run(tmp_path, capsys):
