@@ -130,10 +130,23 @@ def test_readme_without_markers_is_a_clear_error(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("no markers")
     assert R.main(["--results", str(tmp_path / "none.json"), "--readme", str(readme), "--check"]) == 2
-    assert "has no results markers" in capsys.readouterr().err
+    assert "has no markers" in capsys.readouterr().err
+
+
+def test_benchmark_block_is_copied_from_its_report(tmp_path):
+    results, bench, readme = tmp_path / "r.json", tmp_path / "benchmark.md", tmp_path / "README.md"
+    readme.write_text(f"{R.START}\n{R.END}\n\n{R.BENCH_START}\nold report\n{R.BENCH_END}\n")
+    bench.write_text("| pipeline | images / s |\n|---|---|\n| in-memory | 100 |\n")
+    assert R.check_readme(readme, results, bench) is False
+    assert R.update_readme(readme, results, bench) is True
+    assert "| in-memory | 100 |" in readme.read_text() and "old report" not in readme.read_text()
+    assert R.check_readme(readme, results, bench) is True
+    bench.write_text("a newer run\n")
+    assert R.check_readme(readme, results, bench) is False
 
 
 def test_repository_readme_table_matches_results_file():
-    """The README's table is generated from results/results.json; regenerate with `make readme`."""
+    """The README's tables are generated from results/results.json and results/benchmark.md."""
     readme, results = mc.repo_root() / "README.md", mc.repo_root() / "results" / "results.json"
-    assert R.check_readme(readme, results), "README results table is stale: run `make readme` and commit."
+    assert R.BENCH_START in readme.read_text(), "the README must show the benchmark report"
+    assert R.check_readme(readme, results), "README results/benchmark tables are stale: run `make readme` and commit."
