@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import os
 import sys
 import time
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.fast:
         os.environ["MNIST_COURSE_FAST"] = "1"
+    if args.log_output:  # papermill logs the cells' output through the logging module
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = {name: _parse_value(value) for name, value in args.parameter}
     notebooks = course_notebooks(args.only)
     total = time.perf_counter()
