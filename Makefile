@@ -6,6 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 BUILD  := $(CURDIR)/build
+# CPU threads for PyTorch/NumPy in `make course` (the recorded results used 1; `make course THREADS=8`
+# on a bigger machine; the GPU is used automatically when there is one).
+THREADS ?= 1
 
 # Fast-mode settings for the test suite: outputs go to build/test, never to figures/ or results/.
 # One torch/BLAS thread: on small batches and few cores, more threads only fight each other.
@@ -35,11 +38,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 course: $(STAMP)
-	$(PY) -m mnist_course.course --output $(BUILD)/notebooks
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --output $(BUILD)/notebooks
 	$(PY) -m mnist_course.results --update
 
 course-fast: $(STAMP)
-	MNIST_COURSE_FAST=1 $(PY) -m mnist_course.course --output $(BUILD)/notebooks-fast
+	OMP_NUM_THREADS=$(THREADS) MNIST_COURSE_FAST=1 $(PY) -m mnist_course.course --output $(BUILD)/notebooks-fast
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
