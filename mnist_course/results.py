@@ -135,10 +135,6 @@ def markdown_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_block(data: dict) -> str:
-    return f"{START}\n{markdown_table(data)}\n{END}"
-
-
 def benchmark_path() -> Path:
     """Where `make benchmark` writes its report: <repo>/results/benchmark.md."""
     return repo_root() / "results" / "benchmark.md"
