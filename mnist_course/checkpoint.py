@@ -8,6 +8,9 @@
   (:class:`UnsafeCheckpointError`).
 - Files are written to a temporary name and renamed, so an interrupted save never leaves half a
   file; nothing is overwritten unless ``overwrite=True`` is passed.
+- An unreadable file (empty, truncated, not a checkpoint, tensors that do not fit the model its
+  metadata describes) raises :class:`CheckpointError` naming the file; :func:`load_model` checks the
+  tensors' shapes against the described model before allocating anything.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from .models import rebuild
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds something other than tensors and plain data (possibly malicious code)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: empty, truncated, not the expected format, or missing parts."""
+
+
+MAX_LIST_LEN = 16  # longest list (hidden layers, conv blocks) accepted in a file's model config
 
 
 def _atomic_write(path: Path, write, overwrite: bool) -> Path:
@@ -66,23 +76,49 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable; store plain numbers and strings in metadata")
 
 
+def _open_error(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable .safetensors file ({type(e).__name__}: {e}); it is damaged, "
+                           "truncated or of another format: save the model again, or delete the file.")
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata dict stored in a .safetensors file by save_model."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return json.loads(meta.get("mnist_course", "{}"))
+    return _read_header(Path(path))[0]
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, device=None) -> dict:
-    """Load a .safetensors file's weights into `model` (shapes must match); returns its metadata."""
+def _read_header(path: Path) -> tuple[dict, dict]:
+    """(metadata dict, {tensor name: shape tuple}) of a .safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return json.loads(meta.get("mnist_course", "{}")), shapes
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _open_error(path, e) from e
+
+
+def read_weights(path: str | os.PathLike, device="cpu") -> dict:
+    """The tensors of a .safetensors file: {name: tensor} on `device`; CheckpointError if unreadable."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    state = load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise _open_error(path, e) from e
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, device=None) -> dict:
+    """Load a .safetensors file's weights into `model` (shapes must match); returns its metadata."""
+    path = Path(path)
+    state = read_weights(path, device="cpu")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -92,12 +128,42 @@ def load_weights(model: nn.Module, path: str | os.PathLike, device=None) -> dict
     return read_metadata(path)
 
 
+def rebuild_checked(type_name: str, config, path: str | os.PathLike) -> nn.Module:
+    """An untrained model of class type_name with `config`, built only after checking (on PyTorch's 'meta'
+    device, which allocates nothing) that the tensors in the .safetensors file at path have exactly its shapes."""
+    path = Path(path)
+    _, shapes = _read_header(path)
+    bad = not isinstance(config, dict) or any(isinstance(v, (list, tuple)) and len(v) > MAX_LIST_LEN
+                                              for v in config.values())
+    try:
+        if bad:
+            raise ValueError(f"expected a dict of settings with lists of at most {MAX_LIST_LEN} entries")
+        with torch.device("meta"):
+            empty = rebuild(type_name, config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its metadata describes no valid model ({e}); "
+                              "load it with load_weights(model, path) into a model you build yourself.") from e
+    expected = {k: tuple(v.shape) for k, v in empty.state_dict().items()}
+    if expected != shapes:
+        raise CheckpointError(f"{path}: its tensors do not have the shapes of the {type_name} its metadata "
+                              f"describes ({_first_difference(expected, shapes)}); the file is damaged or "
+                              "was not written by save_model.")
+    return rebuild(type_name, config)
+
+
+def _first_difference(expected: dict, found: dict) -> str:
+    for k in sorted(set(expected) | set(found)):
+        if expected.get(k) != found.get(k):
+            return f"{k}: expected {expected.get(k, 'nothing')}, file has {found.get(k, 'nothing')}"
+    return "none"
+
+
 def load_model(path: str | os.PathLike, device=None) -> tuple[nn.Module, dict]:
     """Rebuild the model saved in a .safetensors file by save_model: returns (model in eval mode, metadata)."""
     meta = read_metadata(path)
     if not meta.get("type") or meta.get("config") is None:
         raise ValueError(f"{path} has no model type/config metadata; load it with load_weights(model, path).")
-    model = rebuild(meta["type"], meta["config"])
+    model = rebuild_checked(meta["type"], meta["config"], path)
     load_weights(model, path, device=device)
     return model.eval(), meta
 
@@ -118,6 +184,10 @@ def load_state(path: str | os.PathLike, map_location="cpu") -> dict:
         raise UnsafeCheckpointError(
             f"{path} contains objects other than tensors and plain data, so it was NOT loaded "
             f"(it could run arbitrary code). Only load checkpoints you trust. Details: {e}") from e
+    except (EOFError, RuntimeError, OSError) as e:
+        raise CheckpointError(
+            f"{path} is empty, truncated or not a training state ({type(e).__name__}: {str(e)[:200]}); it cannot "
+            "be resumed: start a new run in another folder (or delete this one).") from e
 
 
 def prepare_run_dir(path: str | os.PathLike, resume: bool = False) -> Path:

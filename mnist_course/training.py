@@ -7,7 +7,8 @@ Loaders are :class:`mnist_course.BatchIterator` objects over ``data.normalize(..
 - :func:`train_epoch` / :func:`evaluate` return ``{"loss": float, "acc": float}`` (acc in [0, 1]).
 - :func:`fit` runs epochs with validation, a :class:`History` (per-epoch loss, accuracy, learning rate
   and wall time; ``.to_json``), early stopping, a live plot in notebooks and, with ``run_dir``,
-  checkpoints that an interrupted run resumes from with the same final metrics.
+  checkpoints that an interrupted run resumes from with the same final metrics; a NaN/infinite loss
+  raises :class:`DivergedError`.
 - :func:`make_optimizer` (sgd, adam, adamw, rmsprop) and :func:`make_scheduler` (steplr, onecycle).
   Schedulers are stepped once per **batch** (by :func:`train_epoch`), so StepLR's step size, given
   in epochs, is converted to batches.
@@ -72,7 +73,20 @@ def train_epoch(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer
         n += len(y)
     if n == 0:
         raise ValueError("train_loader produced no batches; is the data empty or batch_size too large with drop_last?")
-    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+    mean_loss = total_loss.item() / n
+    check_finite(mean_loss, "training loss")
+    return {"loss": mean_loss, "acc": correct.item() / n}
+
+
+class DivergedError(RuntimeError):
+    """Training diverged: the loss became NaN or infinite (usually a learning rate far too high)."""
+
+
+def check_finite(value: float, what: str = "loss") -> None:
+    """Raise DivergedError when value (a float) is NaN or infinite."""
+    if not math.isfinite(value):
+        raise DivergedError(f"{what} became {value}: training diverged. Lower the learning rate (lr) "
+                            "and start again; the weights are no longer usable.")
 
 
 @torch.no_grad()
@@ -280,6 +294,48 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+STATE_KEYS = ("model", "optimizer", "scheduler", "train_loader", "rng", "history", "epoch", "best_score",
+              "bad_epochs")
+
+
+def _resume(run: Path, model, optimizer, scheduler, train_loader, device):
+    """Restore everything from run/state.pt; returns (history, best_score, bad_epochs, epoch, best_state)."""
+    from .checkpoint import CheckpointError, load_state, read_weights
+
+    path = run / "state.pt"
+    state = load_state(path, map_location="cpu")
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise CheckpointError(f"{path} is not a training state written by fit (missing {', '.join(missing)}); "
+                              "it cannot be resumed: start a new run in another folder.")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} does not fit this model/optimizer/schedule ({e}); resume with the "
+                              "run's original settings, or start a new run in another folder.") from e
+    if hasattr(train_loader, "load_state_dict"):
+        train_loader.load_state_dict(state["train_loader"])
+    transform = getattr(train_loader, "transform", None)
+    if transform is not None and hasattr(transform, "load_state_dict") and "transform" in state:
+        transform.load_state_dict(state["transform"])
+    _set_rng_state(state["rng"])
+    best = run / "best.safetensors"
+    best_state = read_weights(best, device=device) if best.is_file() else None
+    return History.from_dict(state["history"]), state["best_score"], state["bad_epochs"], state["epoch"], best_state
+
+
+def _resume_message(run: Path, history: History, start: int, num_epochs: int) -> str:
+    if history.meta.get("stopped_early"):
+        return (f"{run} stopped early after epoch {history.meta['stopped_early']} (no improvement for the "
+                "patience); nothing left to train")
+    if start >= num_epochs:
+        return f"{run} already finished all {num_epochs} epochs; nothing left to train"
+    return f"resuming {run} after epoch {start}/{num_epochs}"
+
+
 def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: torch.optim.Optimizer,
         scheduler=None, loss_fn: Callable = F.cross_entropy, device=None, patience: int | None = None,
         monitor: str = "val_acc", restore_best: bool = True, run_dir: str | os.PathLike | None = None,
@@ -290,8 +346,9 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
     patience: stop after that many epochs without improvement of `monitor` ('val_acc' or 'val_loss');
     restore_best: end with the best epoch's weights. run_dir: a new folder that receives
     best.safetensors, state.pt (everything needed to resume) and history.json after every epoch;
-    resume=True continues an interrupted run from it. live_plot: None draws it in notebooks only.
-    on_epoch_end(epoch, history) returning True stops training.
+    resume=True continues an interrupted run from it (an early-stopped or finished run trains nothing more).
+    live_plot: None draws it in notebooks only. on_epoch_end(epoch, history) returning True stops training.
+    A NaN or infinite training or validation loss raises DivergedError (state.pt keeps the last good epoch).
     """
     if not isinstance(num_epochs, int) or num_epochs < 1:
         raise ValueError(f"num_epochs must be a positive integer, got {num_epochs!r}")
@@ -299,7 +356,7 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
         raise ValueError(f"monitor must be 'val_acc' or 'val_loss', got {monitor!r}")
     if patience is not None and val_loader is None:
         raise ValueError("early stopping (patience) needs a val_loader")
-    from .checkpoint import load_state, prepare_run_dir, save_model, save_state
+    from .checkpoint import prepare_run_dir, save_model, save_state
 
     device = _device_of(model, device)
     model.to(device)
@@ -311,24 +368,12 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
         raise ValueError("resume=True needs the run_dir of the interrupted run")
     transform = getattr(train_loader, "transform", None)
     if run is not None and resume:
-        from safetensors.torch import load_file
-
-        state = load_state(run / "state.pt", map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if hasattr(train_loader, "load_state_dict"):
-            train_loader.load_state_dict(state["train_loader"])
-        if transform is not None and hasattr(transform, "load_state_dict") and "transform" in state:
-            transform.load_state_dict(state["transform"])
-        _set_rng_state(state["rng"])
-        history = History.from_dict(state["history"])
-        best_score, bad_epochs, start = state["best_score"], state["bad_epochs"], state["epoch"]
-        if (run / "best.safetensors").is_file():
-            best_state = load_file(str(run / "best.safetensors"), device=str(device))
+        history, best_score, bad_epochs, start, best_state = _resume(run, model, optimizer, scheduler,
+                                                                     train_loader, device)
+        if history.meta.get("stopped_early"):
+            start = num_epochs  # an early-stopped run is finished: train nothing more
         if verbose:
-            print(f"resuming {run} after epoch {start}/{num_epochs}")
+            print(_resume_message(run, history, start, num_epochs))
     plot = LivePlot(title) if (in_notebook() if live_plot is None else live_plot) else None
 
     for epoch in range(start, num_epochs):
@@ -339,6 +384,8 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         val = evaluate(model, val_loader, loss_fn, device) if val_loader is not None else {"loss": None, "acc": None}
+        if val_loader is not None:
+            check_finite(val["loss"], "validation loss")
         history.append(epoch=epoch + 1, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
                        val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"], time=seconds)
         score = sign * val[monitor[4:]] if val_loader is not None else float(epoch)

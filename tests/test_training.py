@@ -8,6 +8,7 @@ import torch
 import mnist_course as mc
 from mnist_course.models import build_model
 from mnist_course.training import (
+    DivergedError,
     History,
     confusion_matrix,
     evaluate,
@@ -59,16 +60,42 @@ def test_evaluate_matches_a_hand_computed_accuracy():
     assert stats["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
 
 
+def reference_steps(name, w, grad_fn, lr, steps):
+    """The update rules written out by hand (PyTorch's documented formulas, default settings of
+    make_optimizer: SGD momentum 0.9, AdamW weight decay 0.01, RMSprop alpha 0.99, eps 1e-8)."""
+    m, v, buf = torch.zeros_like(w), torch.zeros_like(w), torch.zeros_like(w)
+    for t in range(1, steps + 1):
+        g = grad_fn(w)
+        if name == "sgd":
+            buf = g if t == 1 else 0.9 * buf + g
+            w = w - lr * buf
+        elif name == "rmsprop":
+            v = 0.99 * v + 0.01 * g * g
+            w = w - lr * g / (v.sqrt() + 1e-8)
+        else:
+            if name == "adamw":
+                w = w * (1 - lr * 0.01)
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+            m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+            w = w - lr * m_hat / (v_hat.sqrt() + 1e-8)
+    return w
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
-def test_every_optimizer_reduces_the_loss(name):
-    torch.manual_seed(0)
-    model = build_model("mlp", hidden=(32,))
-    train_loader, _ = loaders()
-    optimizer = make_optimizer(name, model.parameters())
-    first = train_epoch(model, train_loader, optimizer)["loss"]
-    for _ in range(3):
-        last = train_epoch(model, train_loader, optimizer)["loss"]
-    assert last < first
+def test_every_optimizer_makes_its_documented_update(name):
+    """Five steps on a fixed quadratic, loss = sum(c * (w - target)^2), against the hand-written rule."""
+    target, c = torch.tensor([1.0, -2.0, 3.0, 0.5], dtype=torch.float64), torch.tensor([1.0, 3.0, 0.5, 2.0],
+                                                                                      dtype=torch.float64)
+    w0 = torch.tensor([0.5, 0.5, -1.0, 2.0], dtype=torch.float64)
+    w = torch.nn.Parameter(w0.clone())
+    optimizer = make_optimizer(name, [w], lr=0.05)
+    for _ in range(5):
+        optimizer.zero_grad()
+        (c * (w - target) ** 2).sum().backward()
+        optimizer.step()
+    expected = reference_steps(name, w0, lambda x: 2 * c * (x - target), lr=0.05, steps=5)
+    torch.testing.assert_close(w.detach(), expected, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(w.detach(), w0)  # it moved
 
 
 def test_bad_names_are_refused():
@@ -134,14 +161,97 @@ def test_history_has_every_epoch_and_round_trips_json(tmp_path):
     assert again.rows == history.rows and json.loads(path.read_text())["meta"]["best_epoch"] in (1, 2)
 
 
-def test_early_stopping_stops_and_restores_the_best_weights():
+class Threshold(torch.nn.Module):
+    """One weight b; an 'image' x (a number, shape (N, 1)) is class 0 when x < b, else class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, X):
+        return torch.stack([self.b - X[:, 0], torch.zeros(len(X))], dim=1)
+
+
+def push_b_up(y_hat, y, reduction="mean"):
+    """A loss whose gradient with respect to b is -1 per batch (mean) whatever the data: SGD with lr 1
+    moves b up by exactly 1 per batch."""
+    return -y_hat[:, 0].sum() if reduction == "sum" else -y_hat[:, 0].mean()
+
+
+def peaked_run(patience=2, num_epochs=10, monitor="val_acc", **kw):
+    """b = epoch after each epoch (one batch per epoch). Validation: class 0 at x = 0.5, 1.5, 2.5 and
+    class 1 at x = 3.5 (x3) and 4.5 (x3): accuracy 7/9, 8/9, 9/9, 6/9, 3/9, ...: a peak at epoch 3."""
+    model = Threshold()
+    X_val = torch.tensor([[0.5], [1.5], [2.5], [3.5], [3.5], [3.5], [4.5], [4.5], [4.5]])
+    y_val = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1])
+    train_loader = mc.BatchIterator(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), batch_size=4)
+    val_loader = mc.BatchIterator(X_val, y_val, batch_size=9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = {}
+
+    def remember(epoch, history):  # a copy of the weights after every epoch
+        seen[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    kw = {"verbose": False, **kw}
+    history = fit(model, train_loader, val_loader, num_epochs, optimizer, loss_fn=push_b_up, patience=patience,
+                  monitor=monitor, live_plot=False, on_epoch_end=remember, **kw)
+    return model, history, seen
+
+
+def test_early_stopping_restores_the_best_epochs_weights_after_a_real_peak():
+    model, history, seen = peaked_run(patience=2)
+    assert [round(9 * a) for a in history["val_acc"]] == [7, 8, 9, 6, 3]  # improves, then worsens
+    assert history.best_epoch == 3 and history.meta["stopped_early"] == 5 and len(history) == 5
+    assert torch.equal(model.b.detach(), seen[3]["b"]) and model.b.item() == 3.0
+    assert seen[5]["b"].item() == 5.0  # it did train past the peak; the restore undid that
+
+
+def test_early_stopping_can_monitor_the_validation_loss():
+    model, history, _ = peaked_run(patience=1, monitor="val_loss")  # push_b_up's loss falls every epoch
+    assert history.best_epoch == len(history) == 10 and "stopped_early" not in history.meta
+
+
+def test_resuming_an_early_stopped_run_trains_nothing(tmp_path, capsys):
+    peaked_run(patience=2, run_dir=tmp_path / "run")
+    model, history, seen = peaked_run(patience=2, run_dir=tmp_path / "run", resume=True, verbose=True)
+    assert len(history) == 5 and seen == {} and model.b.item() == 3.0
+    assert "stopped early after epoch 5" in capsys.readouterr().out
+
+
+def test_diverged_training_stops_with_a_clear_error():
     torch.manual_seed(0)
     model = build_model("mlp", hidden=(32,))
     train_loader, val_loader = loaders()
-    optimizer = make_optimizer("sgd", model.parameters(), lr=1e-9)  # nothing improves
-    history = fit(model, train_loader, val_loader, 20, optimizer, patience=2, monitor="val_loss",
-                  verbose=False, live_plot=False)
-    assert len(history) == 3 and history.meta["stopped_early"] == 3 and history.best_epoch == 1
+    optimizer = make_optimizer("sgd", model.parameters(), lr=1e9)
+    with pytest.raises(DivergedError, match="diverged.*Lower the learning rate"):
+        fit(model, train_loader, val_loader, 3, optimizer, verbose=False, live_plot=False)
+
+
+def test_weights_that_became_nan_in_the_last_step_are_caught_on_validation():
+    def nan_gradient(y_hat, y, reduction="mean"):  # finite value, NaN gradient (0 * d sqrt(x)/dx at 0)
+        b = model.b
+        return push_b_up(y_hat, y, reduction) + 0 * torch.sqrt(0 * b)
+
+    model = Threshold()
+    val_loader = mc.BatchIterator(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), batch_size=3)
+    train_loader = mc.BatchIterator(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), batch_size=4)
+    with pytest.raises(DivergedError, match="validation loss became nan"):
+        fit(model, train_loader, val_loader, 2, torch.optim.SGD(model.parameters(), lr=1.0), loss_fn=nan_gradient,
+            verbose=False, live_plot=False)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_in_one_batch_is_caught(bad):
+    model = Threshold()
+    calls = []
+
+    def loss_fn(y_hat, y, reduction="mean"):
+        calls.append(1)
+        return push_b_up(y_hat, y, reduction) + (bad if len(calls) == 2 else 0.0)
+
+    train_loader = mc.BatchIterator(torch.zeros(8, 1), torch.zeros(8, dtype=torch.long), batch_size=2)
+    with pytest.raises(DivergedError, match="training loss became"):
+        train_epoch(model, train_loader, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn)
 
 
 def test_run_dir_is_never_overwritten(tmp_path):
