@@ -5,6 +5,8 @@
 ``course_<name>.json`` beside it (mean, std, test accuracy, classes, dataset, how it was trained).
 When the files are missing it trains a quick stand-in (fast mode: seconds on a subset; full mode:
 a few minutes) and saves it. Existing files are never overwritten unless ``overwrite=True`` is passed.
+The weights file carries a copy of the info, used when the .json is missing. In full mode a model
+trained in fast mode (``info["fast"]``) is refused with :class:`FastModelError`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import _atomic_write, load_weights, save_model
-from .models import build_model, count_parameters, rebuild
+from .checkpoint import (
+    CheckpointError,
+    _atomic_write,
+    load_weights,
+    read_metadata,
+    rebuild_checked,
+    save_model,
+)
+from .models import build_model, count_parameters
 from .utils import fast_mode, get_device, models_dir
 
 COURSE_MODELS = {"cnn": "cnn_best", "mlp": "mlp"}  # course name -> build_model name
@@ -66,18 +75,26 @@ def read_info(name: str = "cnn", dataset: str = "mnist") -> dict | None:
     return json.loads(meta_path.read_text()) if meta_path.is_file() else None
 
 
+class FastModelError(RuntimeError):
+    """A fast-mode course model (trained on a small subset, for CI) was about to be used in full mode."""
+
+
 def load_course_model(name: str = "cnn", device=None, train_if_missing: bool = True,
-                      dataset: str = "mnist") -> tuple[nn.Module, dict]:
+                      dataset: str = "mnist", allow_fast: bool | None = None) -> tuple[nn.Module, dict]:
     """(model in eval mode on `device`, info dict) for course model 'cnn' (best CNN) or 'mlp' (full-size MLP).
 
     info has mean, std, test_acc, classes, dataset, path, ... The model takes images normalised with
     info's mean/std, (N, 1, 28, 28) -> logits (N, 10). Missing files: train_quick_model, unless
-    train_if_missing=False (then FileNotFoundError).
+    train_if_missing=False (then FileNotFoundError). A model trained in fast mode (info["fast"]) is
+    refused in full mode (FastModelError) unless allow_fast=True; allow_fast=None allows it in fast mode only.
     """
     key = _check_name(name)
     device = get_device() if device is None else torch.device(device)
     weights, meta_path = course_model_paths(key, dataset)
-    if not weights.exists() or not meta_path.exists():
+    if not weights.exists():
+        if meta_path.exists():
+            raise FileNotFoundError(f"{meta_path} exists but its weights {weights} do not; delete {meta_path} "
+                                    "(a quick model is then trained) or run notebook 06 (cnn) / 04 (mlp) again.")
         if not train_if_missing:
             raise FileNotFoundError(
                 f"no course model at {weights}. Run notebook 06 (cnn) / 04 (mlp) to train it, or call "
@@ -87,12 +104,36 @@ def load_course_model(name: str = "cnn", device=None, train_if_missing: bool = T
             save_course_model(model, key, info, overwrite=False)
         except FileExistsError:  # another notebook saved one meanwhile: use that one
             pass
-        return load_course_model(key, device, train_if_missing=False, dataset=dataset)
-    info = json.loads(meta_path.read_text())
-    model = rebuild(info["type"], info["config"])
+        return load_course_model(key, device, train_if_missing=False, dataset=dataset, allow_fast=allow_fast)
+    info = _read_info(weights, meta_path)
+    _check_fast(info, weights, fast_mode() if allow_fast is None else allow_fast)
+    model = rebuild_checked(info["type"], info["config"], weights)
     load_weights(model, weights, device=device)
     info["path"] = str(weights)
     return model.eval(), info
+
+
+def _read_info(weights: Path, meta_path: Path) -> dict:
+    """The info of a course model: its .json, or (when that is missing) the copy inside the weights' metadata."""
+    try:
+        info = json.loads(meta_path.read_text()) if meta_path.is_file() else read_metadata(weights)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({e}); delete it (the copy inside {weights.name} "
+                              "is then used) or run notebook 06 (cnn) / 04 (mlp) again.") from e
+    missing = [k for k in (*REQUIRED_INFO, "type", "config") if k not in info]
+    if missing:
+        source = meta_path if meta_path.is_file() else f"{weights} (no {meta_path.name} beside it)"
+        raise CheckpointError(f"{source} lacks {', '.join(missing)}; delete {weights.name} and {meta_path.name} "
+                              "to train a quick model, or run notebook 06 (cnn) / 04 (mlp) again.")
+    return info
+
+
+def _check_fast(info: dict, weights: Path, allow_fast: bool) -> None:
+    if info.get("fast") and not allow_fast:
+        raise FastModelError(
+            f"{weights} was trained in fast mode (on {info.get('n_train', 'a few')} images, for quick checks), "
+            "so its results are not the course's. Run notebook 06 (cnn) / 04 (mlp) in full mode to replace it, "
+            "or pass allow_fast=True to use it anyway.")
 
 
 def train_quick_model(name: str = "cnn", dataset: str = "mnist", device=None, fast: bool | None = None,
@@ -137,5 +178,5 @@ def describe(info: dict) -> str:
             f"{100 * info['test_acc']:.2f}% on {info['dataset']}, from {info.get('path', '?')}")
 
 
-__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "course_model_paths", "describe", "load_course_model", "read_info",
+__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "FastModelError", "course_model_paths", "describe", "load_course_model", "read_info",
            "save_course_model", "train_quick_model"]

@@ -8,7 +8,12 @@ import torch
 
 from mnist_course import checkpoint
 from mnist_course.models import build_model
-from mnist_course.pretrained import course_model_paths, load_course_model, save_course_model
+from mnist_course.pretrained import (
+    FastModelError,
+    course_model_paths,
+    load_course_model,
+    save_course_model,
+)
 
 SENTINEL = "mnist_course_pwned"
 
@@ -118,3 +123,95 @@ def test_missing_course_model_is_trained_quickly_in_fast_mode(isolated_outputs, 
     assert course_model_paths("cnn")[0].is_file()
     again, info2 = load_course_model("cnn", device="cpu")  # now loaded, not retrained
     assert info2["saved"] == info["saved"]
+
+
+# ----------------------------------------------------------------------- unreadable files: clear errors
+
+
+@pytest.mark.parametrize("cut", [0, 0.5])
+def test_an_empty_or_truncated_state_names_the_file(tmp_path, cut):
+    path = tmp_path / "state.pt"
+    checkpoint.save_state({"epoch": 1, "w": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:int(cut * path.stat().st_size)])
+    with pytest.raises(checkpoint.CheckpointError, match=f"{path}.*(empty|truncated).*new run"):
+        checkpoint.load_state(path)
+
+
+def test_a_state_without_the_training_keys_cannot_be_resumed(tmp_path):
+    from mnist_course.training import fit
+
+    (tmp_path / "run").mkdir()
+    checkpoint.save_state({"model": {}, "epoch": 1}, tmp_path / "run" / "state.pt")
+    model = build_model("mlp_small")
+    with pytest.raises(checkpoint.CheckpointError, match="state.pt is not a training state.*missing optimizer"):
+        fit(model, [], None, 2, torch.optim.SGD(model.parameters(), lr=0.1), run_dir=tmp_path / "run", resume=True,
+            verbose=False, live_plot=False)
+
+
+@pytest.mark.parametrize("load", [checkpoint.load_model, checkpoint.read_metadata,
+                                  lambda p: checkpoint.load_weights(build_model("mlp_small"), p)])
+def test_a_garbage_safetensors_file_names_the_file(tmp_path, load):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"this is not a model" * 20)
+    with pytest.raises(checkpoint.CheckpointError, match=f"{path} is not a readable .safetensors"):
+        load(path)
+
+
+def crafted(tmp_path, config):
+    """A small mlp_small file whose metadata claims another config."""
+    path = checkpoint.save_model(build_model("mlp_small"), tmp_path / "m.safetensors")
+    from safetensors.torch import load_file, save_file
+
+    meta = {"mnist_course": json.dumps({"type": "MLP", "config": config})}
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"hidden": [10**7, 10**7]}, "do not have the shapes"),  # 10^14 weights: terabytes if built
+    ({"hidden": [8] * 1000}, "at most 16"),
+    ({"hidden": [8], "evil": 1}, "describes no valid model"),
+])
+def test_load_model_checks_the_files_tensors_before_building(tmp_path, monkeypatch, config, message):
+    path = crafted(tmp_path, config)
+    built = []
+    real = checkpoint.rebuild
+    monkeypatch.setattr(checkpoint, "rebuild", lambda *a: built.append(torch.empty(0).device) or real(*a))
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.load_model(path)
+    assert all(d.type == "meta" for d in built)  # nothing was allocated for real
+
+
+def test_course_model_without_its_json_uses_the_copy_in_the_weights(isolated_outputs, monkeypatch):
+    model = build_model("cnn_best").eval()
+    weights = save_course_model(model, "cnn", INFO)
+    course_model_paths("cnn")[1].unlink()
+    import mnist_course.pretrained as P
+
+    monkeypatch.setattr(P, "train_quick_model", lambda *a, **k: pytest.fail("must not retrain"))
+    loaded, info = load_course_model("cnn", device="cpu")
+    assert info["test_acc"] == INFO["test_acc"] and info["path"] == str(weights)
+    X = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(loaded(X), model(X))
+
+
+def test_course_json_without_its_weights_is_a_clear_error(isolated_outputs, monkeypatch):
+    save_course_model(build_model("mlp"), "mlp", INFO)
+    course_model_paths("mlp")[0].unlink()
+    import mnist_course.pretrained as P
+
+    monkeypatch.setattr(P, "train_quick_model", lambda *a, **k: pytest.fail("must not retrain"))
+    with pytest.raises(FileNotFoundError, match="exists but its weights"):
+        load_course_model("mlp", device="cpu")
+
+
+def test_a_fast_mode_course_model_is_refused_in_full_mode(isolated_outputs, monkeypatch):
+    monkeypatch.setenv("MNIST_COURSE_FAST", "0")
+    save_course_model(build_model("cnn_best"), "cnn", {**INFO, "fast": True, "n_train": 1600})
+    with pytest.raises(FastModelError, match="trained in fast mode.*1600 images.*full mode"):
+        load_course_model("cnn", device="cpu")
+    assert load_course_model("cnn", device="cpu", allow_fast=True)[1]["fast"] is True
+    import mnist_course.pretrained as P
+
+    monkeypatch.setattr(P, "fast_mode", lambda: True)  # a fast-mode caller may use it
+    assert load_course_model("cnn", device="cpu")[1]["fast"] is True
