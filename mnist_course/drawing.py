@@ -26,7 +26,8 @@ import io
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -570,6 +571,23 @@ def bar_chart_html(probs: np.ndarray | None, classes: Sequence[str] = CLASSES) -
 
 # ----------------------------------------------------------------------------------- benchmarking
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[int]:
+    """Run a block with `num_threads` PyTorch CPU threads and restore the previous number afterwards,
+    even on error (None: leave it as is). Yields the number in use. Notebook 08 and the benchmark time
+    single-image prediction with it, without changing the kernel's setting for everything else."""
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    before = torch.get_num_threads()
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def latency(model: torch.nn.Module, images: Sequence[np.ndarray], repeats: int = 1,
             mean: float = MNIST_MEAN, std: float = MNIST_STD) -> float:
     """Median seconds of preprocess + predict, one canvas image at a time (what the pad does)."""
@@ -598,15 +616,10 @@ def benchmark_rows(models: dict[str, torch.nn.Module] | None = None, n: int = 50
         from .pretrained import load_course_model
 
         models = {name: load_course_model(name, device="cpu")[0] for name in ("mlp", "cnn")}
-    before = torch.get_num_threads()
     rows = []
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
+    with torch_threads(threads) as used:
         for name, model in models.items():
             ms = 1000 * latency(model, images, repeats=3, mean=data.mean, std=data.std)
             rows.append({"task": "drawing: preprocess + predict one 280x280 canvas", "model": name,
-                         "ms": round(ms, 3), "goal": "<= 5 ms", "threads": torch.get_num_threads()})
-    finally:
-        torch.set_num_threads(before)
+                         "ms": round(ms, 3), "goal": "<= 5 ms", "threads": used})
     return rows

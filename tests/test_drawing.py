@@ -6,6 +6,8 @@ The browser test is tests/test_browser.py.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -404,9 +406,54 @@ def test_pad_recognises_a_drawn_one(course_cnn):
     assert p.prediction.label == "0", str(p.prediction)
 
 
-def test_benchmark_latency_goal(mnist, course_cnn):
-    """Median preprocess + predict time of one canvas image (the benchmark's number), reported;
-    asserted only to be finite and positive (timings are not tested)."""
-    model, mean, std, _ = course_cnn
-    rows = dr.benchmark_rows({"cnn": model}, n=5)
-    assert rows[0]["model"] == "cnn" and rows[0]["ms"] > 0
+class Slow(Fixed):
+    """Fixed, but every forward pass takes `delay` seconds (and notes the torch threads it ran with)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay, self.threads = delay, set()
+
+    def forward(self, X):
+        time.sleep(self.delay)
+        self.threads.add(torch.get_num_threads())
+        return super().forward(X)
+
+
+def test_latency_is_the_median_time_of_one_prediction():
+    """Five canvases, each prediction 20 ms: one warm-up plus one prediction per image and repeat,
+    and the median of one prediction (not the total, not preprocessing alone)."""
+    model, delay = Slow(0.02), 0.02
+    images = [bar_image(left=20 + 30 * i) for i in range(5)]
+    seconds = dr.latency(model, images, repeats=2)
+    assert model.calls == 1 + 2 * len(images)
+    assert delay <= seconds < 3 * delay
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    with dr.torch_threads(other) as used:
+        assert used == other == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), dr.torch_threads(other):
+        raise KeyError("an error inside the block")
+    assert torch.get_num_threads() == before
+    with dr.torch_threads(None) as used:
+        assert used == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="num_threads"), dr.torch_threads(bad):
+            pass
+    assert torch.get_num_threads() == before
+
+
+def test_benchmark_rows_time_each_model_with_the_asked_threads(mnist):
+    """The rows name each model, report its median time (a 10 ms model cannot take less) and the
+    threads it ran with; the caller's thread setting is restored."""
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    slow, fast = Slow(0.01), Slow(0.0)
+    rows = dr.benchmark_rows({"slow": slow, "fast": fast}, n=3, threads=other)
+    assert [r["model"] for r in rows] == ["slow", "fast"]
+    assert rows[0]["ms"] >= 10 > rows[1]["ms"]
+    assert all(r["threads"] == other for r in rows) and slow.threads == fast.threads == {other}
+    assert torch.get_num_threads() == before
