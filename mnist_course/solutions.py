@@ -1,0 +1,225 @@
+"""Reference solutions of the course's exercises (the checks live in `mnist_course.exercises`).
+
+Self-study course: these are not secret, but try first. `mnist_course.exercises.solution("02.1")`
+prints one of them; `reference("02.1")` returns it as a function. Each function has the name and
+signature of the stub in its notebook's `## Exercises` section, and uses only NumPy or PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# ------------------------------------------------------------------ 01 · loading and exploring MNIST
+
+
+def read_idx_header(raw):
+    """raw: the first bytes of an IDX file -> (type_code, shape, offset): the data type code (byte 2),
+    the tuple of dimension sizes (big-endian 32-bit integers) and the offset where the data start."""
+    type_code, ndim = raw[2], raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return type_code, shape, 4 + 4 * ndim
+
+
+def standardize(X, X_train):
+    """X, X_train: uint8 images (N, 28, 28) -> X as float32, standardised with the mean and standard
+    deviation of all of X_train's pixels (scaled to [0, 1])."""
+    train = X_train.astype(np.float32) / 255
+    return ((X.astype(np.float32) / 255 - train.mean()) / train.std()).astype(np.float32)
+
+
+def batch_indices(n, batch_size, seed, drop_last=False):
+    """The index arrays of one shuffled epoch over n examples: a seeded permutation cut into
+    batches of batch_size (the last one smaller, or dropped when drop_last)."""
+    order = np.random.default_rng(seed).permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i: i + batch_size] for i in range(0, stop, batch_size)]
+
+
+# ------------------------------------------------------------- 02 · softmax regression in NumPy
+
+
+def softmax(z):
+    """z: (N, C) logits -> (N, C) probabilities; each row sums to 1, stable for any logits."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(z, y):
+    """z: (N, C) logits, y: (N,) integer labels -> the mean cross-entropy (a float)."""
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def cross_entropy_grad(z, y):
+    """z: (N, C) logits, y: (N,) labels -> dZ (N, C), the gradient of the mean cross-entropy."""
+    dZ = softmax(z)
+    dZ[np.arange(len(y)), y] -= 1
+    return dZ / len(y)
+
+
+# --------------------------------------------------------- 03 · an MLP by hand, then PyTorch
+
+
+def relu_backward(dA, H):
+    """dA: gradient w.r.t. A = max(0, H), H: the ReLU's input (same shape) -> dH."""
+    return dA * (H > 0)
+
+
+def linear_backward(dZ, A, W):
+    """Z = A @ W.T + b with A (N, in), W (out, in); dZ (N, out) -> (dA (N, in), dW (out, in), db (out,))."""
+    return dZ @ W, dZ.T @ A, dZ.sum(axis=0)
+
+
+def sgd_momentum_step(w, grad, velocity, lr, momentum):
+    """One step of torch.optim.SGD with momentum -> (new w, new velocity); velocity starts at zeros."""
+    velocity = momentum * velocity + grad
+    return w - lr * velocity, velocity
+
+
+# ------------------------------------------------------------------------- 04 · MLP vs CNN
+
+
+def conv_output_size(n, kernel_size, padding=0, stride=1):
+    """Output height (or width) of a convolution or pooling over an n-pixel input."""
+    return (n + 2 * padding - kernel_size) // stride + 1
+
+
+def corr2d(X, K):
+    """X: (H, W), K: (h, w) -> (H - h + 1, W - w + 1), the cross-correlation that nn.Conv2d computes."""
+    h, w = K.shape
+    Y = torch.zeros(X.shape[0] - h + 1, X.shape[1] - w + 1, dtype=X.dtype)
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i: i + h, j: j + w] * K).sum()
+    return Y
+
+
+def conv_num_params(in_channels, out_channels, kernel_size, bias=True):
+    """Number of parameters of nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)."""
+    return out_channels * (in_channels * kernel_size * kernel_size + int(bias))
+
+
+def max_pool2d(X):
+    """X: (H, W) -> (H // 2, W // 2): the maximum of each 2x2 block (an odd last row/column is dropped)."""
+    H, W = X.shape[0] // 2 * 2, X.shape[1] // 2 * 2
+    return X[:H, :W].reshape(H // 2, 2, W // 2, 2).amax(dim=(1, 3))
+
+
+# ------------------------------------------------------------------ 05 · pixel permutation
+
+
+def permute_pixels(X, perm):
+    """X: (N, 784), perm: (784,) -> (N, 784) where pixel j of each image is its pixel perm[j]."""
+    return X[:, perm]
+
+
+def inverse_permutation(perm):
+    """perm: a permutation of 0..n-1 -> inv with permute_pixels(permute_pixels(X, perm), inv) == X."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(len(perm))
+    return inv
+
+
+def permute_first_layer(W, perm):
+    """W: (out, 784) first-layer weights -> W' with W' @ x[perm] == W @ x for every image x."""
+    return W[:, perm]
+
+
+# ------------------------------------------------------ 06 · regularisation and tricks
+
+
+def dropout(X, p, training=True, generator=None):
+    """Inverted dropout: in training, zero each element with probability p and scale the kept ones
+    by 1 / (1 - p); in evaluation, return X unchanged."""
+    if not training or p == 0:
+        return X
+    keep = torch.rand(X.shape, generator=generator) >= p
+    return X * keep / (1 - p)
+
+
+def batchnorm_forward(X, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """X: (N, C, H, W); gamma, beta, running_mean, running_var: (C,) -> (Y, new running_mean,
+    new running_var), as nn.BatchNorm2d in train (training=True) or eval mode."""
+    if training:
+        mean = X.mean(dim=(0, 2, 3))
+        var = X.var(dim=(0, 2, 3), unbiased=False)
+        n = X.numel() / X.shape[1]
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * var * n / (n - 1)
+    else:
+        mean, var = running_mean, running_var
+    X_hat = (X - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + eps)
+    return gamma[None, :, None, None] * X_hat + beta[None, :, None, None], running_mean, running_var
+
+
+def adam_step(w, grad, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """One step of torch.optim.Adam at step t = 1, 2, ...; m, v start at zeros -> (new w, new m, new v)."""
+    beta1, beta2 = betas
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad**2
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    return w - lr * m_hat / (torch.sqrt(v_hat) + eps), m, v
+
+
+# ---------------------------------------------------------------------- 07 · inside the CNN
+
+
+def receptive_field(layers):
+    """layers: [(kernel_size, stride), ...] from the input up -> the receptive field's side in pixels."""
+    rf, jump = 1, 1
+    for kernel_size, stride in layers:
+        rf += (kernel_size - 1) * jump
+        jump *= stride
+    return rf
+
+
+def feature_map_shape(layers, input_shape=(1, 28, 28)):
+    """layers: nn.Conv2d and nn.MaxPool2d modules in order -> (C, H, W) of the output, computed with
+    the output-size formula (no forward pass)."""
+    C, H, W = input_shape
+
+    def pair(v):
+        return v if isinstance(v, tuple) else (v, v)
+
+    for layer in layers:
+        (kh, kw), (sh, sw), (ph, pw) = (pair(layer.kernel_size), pair(layer.stride), pair(layer.padding))
+        H, W = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+        if isinstance(layer, torch.nn.Conv2d):
+            C = layer.out_channels
+    return C, H, W
+
+
+def most_confused_pairs(C, k=3):
+    """C: (10, 10) confusion matrix (row: true class, column: predicted) -> the k pairs of classes
+    i < j with the most mistakes between them, as [(i, j, C[i, j] + C[j, i]), ...], largest first."""
+    pairs = [(int(C[i, j] + C[j, i]), i, j) for i in range(len(C)) for j in range(i + 1, len(C))]
+    pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [(i, j, total) for total, i, j in pairs[:k]]
+
+
+# ---------------------------------------------------------------------- 08 · draw a digit
+
+
+def centre_of_mass(img):
+    """img: (h, w) intensities -> (row, column) of the intensity-weighted centre."""
+    rows, cols = np.indices(img.shape)
+    return (rows * img).sum() / img.sum(), (cols * img).sum() / img.sum()
+
+
+def crop_to_ink(img, threshold=0.2):
+    """img: (h, w) -> the smallest rectangle holding every pixel above threshold ((0, 0) if none)."""
+    rows = np.flatnonzero((img > threshold).any(axis=1))
+    cols = np.flatnonzero((img > threshold).any(axis=0))
+    if len(rows) == 0:
+        return img[:0, :0]
+    return img[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+
+
+def centre_by_mass(img, centre=14.0):
+    """img: (28, 28) with the digit somewhere -> the same digit shifted by whole pixels so that its
+    centre of mass is as close as possible to (centre, centre)."""
+    rows, cols = np.indices(img.shape)
+    cy, cx = (rows * img).sum() / img.sum(), (cols * img).sum() / img.sum()
+    return np.roll(img, (round(centre - cy), round(centre - cx)), axis=(0, 1))
