@@ -10,9 +10,10 @@ BUILD  := $(CURDIR)/build
 # on a bigger machine; the GPU is used automatically when there is one).
 THREADS ?= 1
 
-# Fast-mode settings for the test suite: outputs go to build/test, never to figures/ or results/.
+# Fast-mode settings for the test suite: outputs go to build/test (fast-mode models to
+# build/test/models/fast), never to figures/, results/ or models/; never a recorded run.
 # One torch/BLAS thread: on small batches and few cores, more threads only fight each other.
-TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_RECORD=0 MNIST_COURSE_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
 	MNIST_COURSE_FIGURES=$(BUILD)/test/figures \
 	MNIST_COURSE_RESULTS=$(BUILD)/test/results.json \
 	MNIST_COURSE_MODELS=$(BUILD)/test/models
@@ -20,8 +21,8 @@ TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_T
 .PHONY: help install course course-fast test test-fast lint nbval readme lab benchmark clean
 
 help:
-	@echo "make course      run every notebook (full mode) into build/notebooks, write figures/ and results/"
-	@echo "make course-fast the same in fast mode (minutes)"
+	@echo "make course      the recorded run: every notebook (full mode) into build/notebooks, writes the tracked figures/ and results/"
+	@echo "make course-fast every notebook in fast mode (minutes), into build/fast/ (never figures/, results/ or models/)"
 	@echo "make test        lint, library tests, notebook policy, papermill batch run and nbval (fast mode)"
 	@echo "make test-fast   lint and library tests only"
 	@echo "make lab         open JupyterLab on the course"
@@ -38,11 +39,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 course: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --output $(BUILD)/notebooks
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --record --output $(BUILD)/notebooks
 	$(PY) -m mnist_course.results --update
 
 course-fast: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) MNIST_COURSE_FAST=1 $(PY) -m mnist_course.course --output $(BUILD)/notebooks-fast
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --fast --output $(BUILD)/fast/notebooks
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,12 +1,15 @@
 """The instructor's batch run: every notebook executed with papermill in fast mode, from another
-directory, into a temporary folder; then the results file and figures are checked."""
+directory, into a temporary folder; then the results file and figures are checked, and that the
+run changed none of the course's tracked figures/ and results/ nor its models/ folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +19,26 @@ from mnist_course.course import course_notebooks
 pytestmark = pytest.mark.slow
 
 
+def snapshot(*folders: Path) -> dict[str, str]:
+    """{path: sha256} of every file under the folders (recursively)."""
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest()
+            for folder in folders if folder.is_dir() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def top_level(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in folder.glob("*") if f.is_file()}
+
+
 def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     out, figures, results = tmp_path / "executed", tmp_path / "figures", tmp_path / "results.json"
     env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0", MPLBACKEND="Agg",
                MNIST_COURSE_FIGURES=str(figures), MNIST_COURSE_RESULTS=str(results))
-    env.setdefault("MNIST_COURSE_MODELS", str(tmp_path / "models"))
-    tracked = mc.repo_root() / "results" / "results.json"
-    tracked_before = tracked.read_bytes()
+    env.pop("MNIST_COURSE_RECORD", None)
+    env.setdefault("MNIST_COURSE_MODELS", str(tmp_path / "models"))  # CI: build/test/models, reused by test_browser
+    models = mc.utils.resolve_path(env["MNIST_COURSE_MODELS"])
+    root = mc.repo_root()
+    course_files = snapshot(root / "figures", root / "results", root / "models")
+    models_before = top_level(models) if models.is_dir() else {}
     # Started from an unrelated directory, as an instructor's script would be.
     proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--output", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -35,8 +51,11 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
         assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert any(e["notebook"] == nb.stem for e in entries), f"{nb.name} recorded no result"
         assert list(figures.glob(f"{nb.name[:2]}_*.png")), f"{nb.name} saved no figure"
-    assert all(e["mode"] == "fast" for e in entries)
-    assert tracked.read_bytes() == tracked_before, "a fast run must not touch results/results.json"
+    assert all(e["mode"] == "fast" and e["dataset"] == "mnist" and e["seed"] == 0 for e in entries)
+    assert snapshot(root / "figures", root / "results", root / "models") == course_files, \
+        "a fast run must not touch figures/, results/ or models/"
+    assert top_level(models) == models_before, "fast-mode models belong in <models>/fast, not beside the full ones"
+    assert (models / "fast" / "course_cnn.safetensors").is_file(), "notebook 06 stores its fast-mode CNN in <models>/fast"
 
 
 def test_course_runner_rejects_unknown_notebook(tmp_path):
