@@ -26,6 +26,8 @@ API (the whole of it):
   ``mnist_course.solutions``, apart from these checks, so reading a check does not show the answer.
 - ``EXERCISES``: every exercise by id ("NN.k": notebook NN, k-th exercise), with its function
   name, title and hint; ``exercises_of("02")`` lists a notebook's.
+- ``check_calls(path)`` lists the ``(id, function name)`` of every ``check("NN.k", name)`` call in a
+  saved notebook (for the test that every id in the notebooks has a reference, mutants and a hint).
 - ``python -m mnist_course.exercises --status notebooks/`` reads the notebooks as saved (nbformat),
   finds every ``check("NN.k", name)`` call and the ``def name`` that the learner wrote, runs it in a
   fresh namespace and lists pass / fail / not attempted per exercise. The namespace holds
@@ -981,10 +983,47 @@ def _check_centre(fn):
     return "blobs and an uneven stroke end up centred at (14, 14), no ink lost"
 
 
+@_exercise("08.4", "fit_size", "fit a digit into a 20x20 box", """
+    MNIST scales each digit so that its LONGER side is box pixels and keeps the aspect ratio:
+    scale = box / max(h, w), then new_h = round(h * scale), new_w = round(w * scale), each at least
+    1 pixel (a thin "1" must not vanish). Return (new_h, new_w).""")
+def _check_fit(fn):
+    from .drawing import fit_box  # the library's version, the referee
+
+    cases = [(100, 50), (19, 30), (20, 20), (5, 5), (300, 2), (45, 26)]
+    for h, w in cases:
+        case = f"a {h}x{w} crop"
+        want = fit_box(np.zeros((h, w), np.float32)).shape
+        out = _call(fn, h, w, case=case)
+        try:
+            got = tuple(_int(v, "each size", case) for v in out)
+        except TypeError:
+            raise Mistake(f"{case}: return (new_h, new_w), got {out!r}.") from None
+        if got == want:
+            continue
+        scale = 20 / max(h, w)
+        named = {(20, 20): "you stretched it to 20x20: keep the aspect ratio, only the longer side becomes 20.",
+                 want[::-1]: "you returned (new_w, new_h): height first, (new_h, new_w).",
+                 (int(h * scale), int(w * scale)): "int() cuts off the fraction: round to the nearest pixel, round(...).",
+                 (round(h * scale), round(w * scale)): "a side rounded to 0 pixels: keep at least 1, max(1, ...)."}
+        named.pop(want, None)
+        raise Mistake(f"{case}: {got}, expected {want}" + (f": {named[got]}" if got in named else "."))
+    return "tall, wide, square, small and very thin crops; drawing.fit_box agrees"
+
+
 # ============================================================= --status: progress over notebooks
 
 
 _PRELUDE = {"np": np, "numpy": np, "torch": torch, "nn": nn, "F": F, "math": math}
+
+
+def check_calls(path: str | Path) -> list[tuple[str, str]]:
+    """(exercise id, function name) of every check("NN.k", name) call in a saved notebook, in order."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    trees = [t for t in (_parse(c.source) for c in nb.cells if c.cell_type == "code") if t is not None]
+    return [call for tree in trees for call in _check_calls(tree)]
 
 
 def _check_calls(tree: ast.AST) -> list[tuple[str, str]]:

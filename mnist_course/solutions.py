@@ -223,3 +223,10 @@ def centre_by_mass(img, centre=14.0):
     rows, cols = np.indices(img.shape)
     cy, cx = (rows * img).sum() / img.sum(), (cols * img).sum() / img.sum()
     return np.roll(img, (round(centre - cy), round(centre - cx)), axis=(0, 1))
+
+
+def fit_size(h, w, box=20):
+    """Size (new_h, new_w) of an h x w crop scaled so its longer side is box pixels, keeping the
+    aspect ratio (each side at least 1 pixel)."""
+    scale = box / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))

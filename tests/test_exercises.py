@@ -412,6 +412,25 @@ def centre_swapped(img, centre=14.0):
     return np.roll(img, (round(centre - cx), round(centre - cy)), axis=(0, 1))
 
 
+def fit_stretched(h, w, box=20):
+    return box, box
+
+
+def fit_truncated(h, w, box=20):
+    scale = box / max(h, w)
+    return max(1, int(h * scale)), max(1, int(w * scale))
+
+
+def fit_swapped(h, w, box=20):
+    scale = box / max(h, w)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def fit_can_vanish(h, w, box=20):
+    scale = box / max(h, w)
+    return round(h * scale), round(w * scale)
+
+
 # exercise id -> [(mutant, words its failure message must contain)]
 MUTANTS = {
     "01.1": [(idx_little_endian, "little-endian"), (idx_offset_16, "4 + 4 * ndim bytes"),
@@ -451,6 +470,8 @@ MUTANTS = {
     "08.1": [(com_swapped, "(column, row)"), (com_unweighted, "without weights")],
     "08.2": [(crop_off_by_one, "cut off"), (crop_any_ink, "not ink"), (crop_empty_crashes, "without ink")],
     "08.3": [(centre_sign_flipped, "sign is flipped"), (centre_swapped, "rows and columns are swapped")],
+    "08.4": [(fit_stretched, "keep the aspect ratio"), (fit_truncated, "round to the nearest pixel"),
+             (fit_swapped, "height first"), (fit_can_vanish, "at least 1")],
 }
 
 
@@ -541,6 +562,8 @@ def test_status_reads_saved_notebooks(tmp_path, capsys):
         "check('02.3', cross_entropy_grad)",
     ])
     _notebook(tmp_path / "03_mlp.ipynb", ["check('03.1', relu_backward)"])
+    assert E.check_calls(tmp_path / "02_softmax.ipynb") == [
+        ("02.1", "softmax"), ("02.2", "cross_entropy"), ("02.3", "cross_entropy_grad")]
     assert E.main(["--status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "✓ 02.1 softmax: passed" in out
