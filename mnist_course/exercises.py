@@ -194,6 +194,8 @@ def _call(fn, *args, case: str, pure: bool = True, errors: dict | None = None, *
         extra = ""
         if "broadcast" in str(e) or "must match the size" in str(e):
             extra = " Shapes: a reduction over axis 1 gives (N,); keepdims=True keeps (N, 1), which broadcasts row by row."
+        if "mismatch" in str(e) or "not aligned" in str(e) or "cannot be multiplied" in str(e):
+            extra = " Write down the shapes of both factors: (a, b) @ (b, c) -> (a, c)."
         for kind, text in (errors or {}).items():
             if isinstance(e, kind):
                 extra = " " + text
@@ -393,8 +395,11 @@ def _check_softmax(fn):
         mistakes = [(torch.softmax(torch.from_numpy(z), dim=0).numpy(), "each column sums to 1: you normalised "
                      "over axis 0 (the batch); each row (axis=1, the classes) must sum to 1.")]
         if shifted is not None:
-            mistakes.append((shifted / shifted.sum(axis=1, keepdims=True), "z.max(axis=1) has shape (N,) and "
-                             "broadcasts along the wrong axis: use z.max(axis=1, keepdims=True)."))
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            mistakes += [(shifted / shifted.sum(axis=1, keepdims=True), "z.max(axis=1) has shape (N,) and "
+                          "broadcasts along the wrong axis: use z.max(axis=1, keepdims=True)."),
+                         (e / e.sum(axis=1), "e.sum(axis=1) has shape (N,) and divides along the wrong axis: "
+                          "use e.sum(axis=1, keepdims=True).")]
         _expect(got, want, case, mistakes=mistakes)
     return "random, +-1000, a batch of one and non-square logits; PyTorch agrees"
 
@@ -416,7 +421,10 @@ def _check_cross_entropy(fn):
             raise Mistake(f"{case}: your loss is {got}: log(softmax) underflows (a probability of exactly 0 has "
                           "log -inf); use log-sum-exp, log p_y = z_y - m - log(sum(exp(z - m))).")
         N, C = z.shape
+        log_p = torch.log_softmax(torch.from_numpy(z), dim=1).numpy()
         _expect(got, want, case, "your loss", [
+            (-log_p[:, y].mean(), "log_p[:, y] takes the label columns for EVERY row (an N x N block); "
+                                  "take one entry per row, log_p[np.arange(N), y]."),
             (want * N, f"your loss is {N} (= N) times the right one: average over the batch, don't sum."),
             (-want, "your loss has the wrong sign: the loss is -log p_y (positive)."),
             (want / C, "you averaged over all N x C entries: take each row's log p_y, then average over the N rows.")])
@@ -437,10 +445,14 @@ def _check_grad(fn):
         want = zt.grad.numpy()
         N = len(y)
         p = torch.softmax(torch.from_numpy(z), dim=1).numpy()
+        every_row = p.copy()
+        every_row[:, y] -= 1
         _expect(_call(fn, z, y, case=case), want, case, "your dZ", [
             (want * N, f"your gradient equals the right one times N = {N}: divide by the batch size (the loss is a mean)."),
             (want.T, "your gradient is transposed: dZ has the shape of z, (N, C)."),
-            (p / N, "you forgot to subtract onehot(y): subtract 1 at each row's label, dZ[np.arange(N), y] -= 1.")])
+            (p / N, "you forgot to subtract onehot(y): subtract 1 at each row's label, dZ[np.arange(N), y] -= 1."),
+            (every_row / N, "dZ[:, y] -= 1 subtracts 1 in the label columns of EVERY row; "
+                            "one entry per row: dZ[np.arange(N), y] -= 1.")])
     return "random, +-1000, a batch of one and non-square logits; autograd agrees"
 
 

@@ -111,6 +111,27 @@ def ce_sign(z, y):
     return log_p[np.arange(len(y)), y].mean()
 
 
+def ce_every_row(z, y):
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -log_p[:, y].mean()
+
+
+def softmax_sum_no_keepdims(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1)
+
+
+def grad_every_row(z, y):
+    dZ = S.softmax(z)
+    dZ[:, y] -= 1
+    return dZ / len(y)
+
+
+def linear_dA_transposed_W(dZ, A, W):
+    return dZ @ W.T, dZ.T @ A, dZ.sum(axis=0)
+
+
 def grad_not_divided(z, y):
     dZ = S.softmax(z)
     dZ[np.arange(len(y)), y] -= 1
@@ -440,14 +461,16 @@ MUTANTS = {
     "01.3": [(batches_always_drop, "last, smaller batch of 1 is missing"), (batches_in_order, "shuffle first"),
              (batches_unseeded, "same seed gave different batches"), (batches_never_drop, "drop_last=True must leave out")],
     "02.1": [(softmax_naive, "subtract each row's own maximum"), (softmax_axis0, "over axis 0"),
-             (softmax_no_keepdims, "keepdims=True"), (softmax_in_place, "in place")],
+             (softmax_no_keepdims, "z.max(axis=1, keepdims=True)"),
+             (softmax_sum_no_keepdims, "e.sum(axis=1, keepdims=True)"), (softmax_in_place, "in place")],
     "02.2": [(ce_sum, "average over the batch, don't sum"), (ce_log_of_softmax, "use log-sum-exp"),
-             (ce_sign, "wrong sign")],
+             (ce_sign, "wrong sign"), (ce_every_row, "log_p[np.arange(N), y]")],
     "02.3": [(grad_not_divided, "times N = 3: divide by the batch size"), (grad_transposed, "transposed"),
-             (grad_no_onehot, "forgot to subtract onehot(y)")],
+             (grad_no_onehot, "forgot to subtract onehot(y)"),
+             (grad_every_row, "EVERY row")],
     "03.1": [(relu_no_mask, "through everywhere"), (relu_ge, "at H == 0"), (relu_times_output, "you multiplied by H")],
     "03.2": [(linear_dW_transposed, "dW is transposed"), (linear_db_not_summed, "sum dZ over the batch"),
-             (linear_db_mean, "db is averaged")],
+             (linear_db_mean, "db is averaged"), (linear_dA_transposed_W, "(a, b) @ (b, c)")],
     "03.3": [(sgd_no_carry, "momentum has no effect"), (sgd_dampened, "(1 - momentum)"), (sgd_uphill, "uphill")],
     "04.1": [(size_no_plus_one, "off by one"), (size_padding_once, "both sides"), (size_no_stride, "forgot the stride"),
              (size_true_division, "use // (floor division)")],
