@@ -623,7 +623,7 @@ def _perm(n, seed):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
-_ROWS = "did you index the rows (X[perm]) instead of the columns (X[:, perm])?"
+_ROWS = "Did you index the rows (X[perm]) instead of the columns (X[:, perm])?"
 
 
 @_exercise("05.1", "permute_pixels", "apply a pixel permutation to a batch", """
@@ -664,7 +664,7 @@ def _check_first_layer(fn):
     g = torch.Generator().manual_seed(10)
     for case, (n_out, D) in {"W 5x12": (5, 12), "W 12x12": (12, 12), "W 8x784": (8, 784)}.items():
         W, perm, x = torch.randn(n_out, D, generator=g), _perm(D, D), torch.randn(D, generator=g)
-        out = _call(fn, W, perm, case=case, errors={IndexError: "did you index the rows (W[perm]) instead of the columns?"})
+        out = _call(fn, W, perm, case=case, errors={IndexError: "Did you index the rows (W[perm]) instead of the columns?"})
         _expect(out, W[:, perm], case, "your weights", [
             (W[:, torch.argsort(perm)], "you used the inverse permutation (W P instead of W Pᵀ): W[:, perm]."),
             (W[perm] if n_out == D else W[:, perm], "you permuted the rows (hidden units); permute the columns, W[:, perm].")])
@@ -958,7 +958,7 @@ def _check_crop(fn):
     for case, img in {"a 5x9 block in 10x14, plus a faint speck": img1, "ink touching the bottom-right border": img2,
                       "a single pixel": img3, "an empty image": np.zeros((6, 8))}.items():
         want = solutions.crop_to_ink(img, 0.2)
-        out = _call(fn, img, 0.2, case=case, errors={(IndexError, ValueError): "an image without ink must give "
+        out = _call(fn, img, 0.2, case=case, errors={(IndexError, ValueError): "An image without ink must give "
                                                       "an empty (0, 0) array, img[:0, :0], not an error."})
         mistakes = [(want[:-1, :-1], "the last row and column of ink are cut off: slices exclude their end, stop at last + 1."),
                     (solutions.crop_to_ink(img, 0.0), "pixels at or below the threshold are not ink: use img > threshold.")]
