@@ -10,7 +10,7 @@ Named configurations for :func:`build_model`:
 =============  ====================================================================  ===========
 name           what                                                                  parameters
 =============  ====================================================================  ===========
-``mlp_small``  784-8-10: the MLP half of the equal-budget pair                        6,370
+``mlp_small``  784-8-10, BatchNorm on the hidden layer: the equal-budget pair's MLP  6,378
 ``cnn_small``  three 3x3 conv blocks (8, 15, 35 channels), BatchNorm, average pool   6,353
 ``mlp``        784-512-512-10, the full-size MLP                                      669,706
 ``cnn``        two conv blocks (32, 64), a 128 hidden layer (pytorch/examples-like)   421,642
@@ -147,7 +147,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 # Named configurations: (class, keyword arguments). build_model(name, **overrides) changes any of them.
 CONFIGS: dict[str, tuple[type[nn.Module], dict]] = {
-    "mlp_small": (MLP, dict(hidden=(8,))),
+    # The equal-budget pair differs only in architecture: both put BatchNorm between every hidden
+    # layer's weights and its ReLU (notebook 04).
+    "mlp_small": (MLP, dict(hidden=(8,), batchnorm=True)),
     "cnn_small": (CNN, dict(channels=(8, 15, 35), hidden=0, global_pool=True, batchnorm=True)),
     "mlp": (MLP, dict(hidden=(512, 512))),
     "cnn": (CNN, dict(channels=(32, 64), hidden=128)),

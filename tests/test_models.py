@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from mnist_course.models import CNN, CONFIGS, MLP, build_model, count_parameters, rebuild
 
@@ -22,7 +23,20 @@ def test_equal_budget_pair_is_about_6400_parameters_within_one_percent():
     assert abs(n_mlp - n_cnn) / max(n_mlp, n_cnn) <= 0.01
 
 
+def test_equal_budget_pair_differs_only_in_architecture():
+    """Both halves of notebook 04's pair: BatchNorm right after every hidden weight layer, no Dropout."""
+    weight_types, norm_types = (nn.Linear, nn.Conv2d), (nn.BatchNorm1d, nn.BatchNorm2d)
+    for name in ("mlp_small", "cnn_small"):
+        layers = [m for m in build_model(name).modules() if isinstance(m, weight_types + norm_types + (nn.Dropout,))]
+        assert not any(isinstance(m, nn.Dropout) for m in layers), name
+        hidden = [i for i, m in enumerate(layers[:-1]) if isinstance(m, weight_types)]
+        assert hidden and all(isinstance(layers[i + 1], norm_types) for i in hidden), f"{name}: {layers}"
+        assert isinstance(layers[-1], nn.Linear)  # the output layer: logits, no BatchNorm
+
+
 def test_parameter_counts_by_hand():
+    # mlp_small: 784 -> 8 without bias (BatchNorm shifts instead), BatchNorm's 8 scales + 8 shifts, 8 -> 10
+    assert count_parameters(build_model("mlp_small")) == 784 * 8 + 2 * 8 + 8 * 10 + 10
     assert count_parameters(MLP(hidden=(512, 512))) == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
     assert count_parameters(MLP(hidden=())) == 7850  # softmax regression
     # conv 1->4 (3x3) + bias, then flatten 4*14*14 -> 10
