@@ -28,6 +28,7 @@ help:
 	@echo "make lab         open JupyterLab on the course"
 	@echo "make benchmark   time data loading, training to 99% and inference; writes results/benchmark.md"
 	@echo "make readme      regenerate the README's results table and benchmark report"
+	@echo "make nbval-refs  run the notebooks in fast mode, store the outputs of their # NBVAL_CHECK_OUTPUT cells"
 	@echo "make clean       remove build/ (keeps .venv, data/, figures/, results/ and models/)"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,13 @@ nbval: $(STAMP)
 test: lint
 	$(TEST_ENV) $(PY) -m pytest
 	$(TEST_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+# nbval's references: the outputs of the cells marked # NBVAL_CHECK_OUTPUT, stored in notebooks/ from a
+# fast-mode run (figures, results and models of that run go to a temporary folder). Run it after changing
+# a checked cell; `$(PY) -m mnist_course.nbrefs --check build/notebooks` compares a full run with them.
+.PHONY: nbval-refs
+nbval-refs: $(STAMP)
+	$(PY) -m mnist_course.nbrefs --update
 
 readme: $(STAMP)
 	$(PY) -m mnist_course.results --update
