@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,10 @@ from .utils import repo_root
 DATA_ENV = "MNIST_COURSE_DATA"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-# SHA-256 of the four uncompressed files, as published (MNIST: shared/data/MNIST/raw/SHA256SUMS;
-# Fashion-MNIST: of the files that the publisher's gzip archives, with their published MD5s,
-# unpack to). Hashing the uncompressed bytes makes the check independent of recompression.
+# SHA-256 of the four uncompressed files. Neither publisher lists SHA-256 sums: we computed these
+# from the official files (MNIST: the archives torchvision downloads and checks against the MD5 sums
+# in its source, unpacked; Fashion-MNIST: the publisher's archives, which match the MD5 sums in its
+# README, unpacked). Hashing the uncompressed bytes makes the check independent of recompression.
 SHA256 = {
     "mnist": {
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -122,7 +124,7 @@ def _read_bytes(path: Path) -> bytes:
         try:
             with gzip.open(path, "rb") as f:
                 return f.read()
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:  # bad header, cut short, corrupted stream
             raise DataCorruptError(f"{path}: not a readable gzip file ({e}). Delete it and download again.") from e
     return path.read_bytes()
 

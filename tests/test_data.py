@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -97,6 +98,18 @@ def test_broken_gzip_is_refused(tmp_path):
     path = tmp_path / "x.gz"
     path.write_bytes(b"not gzip at all")
     with pytest.raises(D.DataCorruptError, match="not a readable gzip"):
+        D.read_idx(path)
+
+
+def test_a_corrupted_gzip_stream_is_refused_with_the_files_name(tmp_path):
+    arr = (np.arange(50 * 28 * 28) % 256).astype(np.uint8).reshape(50, 28, 28)  # compressible, as digits are
+    content = bytearray(gzip.compress(idx_bytes(arr)))
+    content[40:60] = bytes(b ^ 0xFF for b in content[40:60])  # a valid header, then a damaged deflate stream
+    with pytest.raises(zlib.error):  # what gzip itself raises for this damage
+        gzip.decompress(bytes(content))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(bytes(content))
+    with pytest.raises(D.DataCorruptError, match=f"{path}: not a readable gzip file.*download again"):
         D.read_idx(path)
 
 
