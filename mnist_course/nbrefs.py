@@ -150,12 +150,9 @@ def update(folder: Path, only: list[str] | None = None) -> list[str]:
                           MNIST_COURSE_MODELS=f"{tmp}/models")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         for path in pick_notebooks(folder, only):
-            original = path.read_text(encoding="utf-8")
-            source = Path(tmp, "source", path.name)  # run the text as read, whatever happens to the file meanwhile
-            source.parent.mkdir(exist_ok=True)
-            source.write_text(original, encoding="utf-8")
+            original = path.read_text(encoding="utf-8")  # an edit made while it runs is refused, not overwritten
             try:
-                executed = run_notebook(source, Path(tmp, "executed"))
+                executed = run_notebook(path, Path(tmp, "executed"))  # the kernel starts in notebooks/, as for nbval
                 print(f"{path.name}: {store_references(path, executed, original)} checked cell(s) stored", flush=True)
             except Exception as e:  # papermill's PapermillExecutionError carries the cell's traceback
                 failures.append(f"{path.name}: nothing stored: {e}")
