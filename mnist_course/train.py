@@ -175,7 +175,7 @@ def _finished(out: Path, num_epochs: int) -> str | None:
     if meta.get("stopped_early"):
         return f"{out} stopped early after epoch {meta['stopped_early']} (no improvement for --patience epochs)"
     if len(rows) >= num_epochs:
-        return f"{out} already finished all {num_epochs} epochs"
+        return f"{out} already finished all {num_epochs} epoch{'s' if num_epochs != 1 else ''}"
     return None
 
 

@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,9 +214,10 @@ def test_data_root_precedence(tmp_path, monkeypatch):
 def test_data_root_does_not_depend_on_cwd(tmp_path):
     code = "import mnist_course as mc; print(mc.data.data_root()); print(mc.figures_dir(create=False))"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_COURSE")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     root = mc.repo_root()
-    assert out.stdout.split() == [str(root / "data"), str(root / "figures")]
+    here, there = (subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                                  check=True).stdout.split() for cwd in (root, tmp_path))
+    assert here == there and there[0] == str(root / "data") and Path(there[1]).is_relative_to(root)
 
 
 # ------------------------------------------------------------------------------- the real data
