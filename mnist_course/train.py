@@ -159,7 +159,7 @@ def _resume_settings(parser, args, out: Path) -> dict:
     if not (out / "config.json").is_file():
         parser.error(f"--resume: {out} has no config.json (the run stopped before its first epoch ended); "
                      "delete the folder and start again")
-    old = json.loads((out / "config.json").read_text())
+    old = _read_json(parser, out / "config.json")
     settings = resolve_settings(args, old)
     changed = _changed(old, settings)
     if changed:
@@ -168,9 +168,16 @@ def _resume_settings(parser, args, out: Path) -> dict:
     return settings
 
 
-def _finished(out: Path, num_epochs: int) -> str | None:
+def _read_json(parser, path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        parser.error(f"--resume: {path} is not valid JSON ({e}); the run cannot be resumed: start a new --out")
+
+
+def _finished(parser, out: Path, num_epochs: int) -> str | None:
     """Why the run in `out` has nothing left to train (stopped early, or all epochs done), or None."""
-    history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else {}
+    history = _read_json(parser, out / "history.json") if (out / "history.json").is_file() else {}
     meta, rows = history.get("meta", {}), history.get("rows", [])
     if meta.get("stopped_early"):
         return f"{out} stopped early after epoch {meta['stopped_early']} (no improvement for --patience epochs)"
@@ -209,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"--out {out} already exists; choose another folder, delete it, or pass --resume to continue it")
     num_epochs = 1 if settings["fast"] else settings["epochs"]
-    done = _finished(out, num_epochs) if args.resume else None
+    done = _finished(parser, out, num_epochs) if args.resume else None
     if done and (out / "metrics.json").is_file():
         print(f"{done}; nothing to train. Its results are in {out / 'metrics.json'}.")
         return 0

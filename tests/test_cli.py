@@ -151,6 +151,24 @@ def test_resuming_an_early_stopped_run_says_so_and_trains_nothing(tiny, tmp_path
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
+@pytest.mark.parametrize("name", ["config.json", "history.json"])
+def test_a_damaged_json_file_in_the_run_is_named(tiny, tmp_path, name, capsys):
+    out = tmp_path / "run"
+    interrupted([*TINY, "--out", str(out)], stop_epoch=1)
+    (out / name).write_text('{"model": "mlp_sm')  # cut short
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(out), "--resume"])
+    assert exit_info.value.code == 2 and f"{out / name} is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_damaged_state_is_an_error_naming_it(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    interrupted([*TINY, "--out", str(out)], stop_epoch=1)
+    (out / "state.pt").write_bytes(b"")
+    assert main(["--out", str(out), "--resume"]) == 1
+    assert f"{out / 'state.pt'} is empty, truncated" in capsys.readouterr().err
+
+
 def test_a_diverged_run_stops_with_an_error_and_no_metrics(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TINY, "--lr", "1e9", "--scheduler", "none", "--out", str(out)]) == 1
