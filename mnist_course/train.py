@@ -160,7 +160,10 @@ def _resume_settings(parser, args, out: Path) -> dict:
         parser.error(f"--resume: {out} has no config.json (the run stopped before its first epoch ended); "
                      "delete the folder and start again")
     old = _read_json(parser, out / "config.json")
-    settings = resolve_settings(args, old)
+    try:
+        settings = resolve_settings(args, old)
+    except ValueError as e:
+        parser.error(str(e))
     changed = _changed(old, settings)
     if changed:
         parser.error(f"--resume {out} with different settings ({'; '.join(changed)}); leave them out "
