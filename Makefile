@@ -25,7 +25,7 @@ help:
 	@echo "make course-fast every notebook in fast mode (minutes), into build/fast/ (never figures/, results/ or models/)"
 	@echo "make test        lint, library tests, notebook policy, papermill batch run and nbval (fast mode)"
 	@echo "make test-fast   lint and library tests only"
-	@echo "make lab         open JupyterLab on the course"
+	@echo "make lab         copy the notebooks into my-notebooks/ (git-ignored, never overwritten) and open JupyterLab there"
 	@echo "make benchmark   time data loading, training to 99% and inference; writes results/benchmark.md"
 	@echo "make readme      regenerate the README's results table and benchmark report"
 	@echo "make nbval-refs  run the notebooks in fast mode, store the outputs of their # NBVAL_CHECK_OUTPUT cells"
@@ -42,6 +42,7 @@ install: $(STAMP)
 course: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --record --output $(BUILD)/notebooks
 	$(PY) -m mnist_course.results --update
+	$(PY) -m mnist_course.nbrefs --check $(BUILD)/notebooks
 
 course-fast: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --fast --output $(BUILD)/fast/notebooks
@@ -70,7 +71,8 @@ readme: $(STAMP)
 	$(PY) -m mnist_course.results --update
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m mnist_course.workspace
+	$(VENV)/bin/jupyter lab my-notebooks/
 
 benchmark: $(STAMP)
 	$(PY) -m mnist_course.benchmark --out results/benchmark.md

@@ -4,7 +4,9 @@ Modules: ``data`` (MNIST in memory, batches), ``utils`` (paths, seeding, device,
 figures), ``results`` (results file and README table), ``numpy_nets`` (NumPy networks with
 hand-written backprop, notebooks 02-03), ``models`` / ``training`` / ``checkpoint`` /
 ``pretrained`` (PyTorch models and the training loop, 03-06), ``augment`` and ``permute`` (05-06),
-``drawing`` (preprocessing and the drawing pad, 08).
+``drawing`` (preprocessing and the drawing pad, 08), ``recipes`` (the best-CNN recipe that notebook 06
+and the training CLI share), ``exercises`` / ``solutions`` (checked exercises and their reference
+solutions), ``nbrefs`` (the stored nbval reference outputs).
 """
 
 __version__ = "0.1.0"
@@ -43,7 +45,7 @@ __all__ = [
 # mnist_course.results` and friends do not find themselves imported twice.
 _SUBMODULES = {
     "results", "course", "numpy_nets", "models", "training", "checkpoint", "pretrained",
-    "train", "benchmark", "augment", "permute", "drawing",
+    "train", "benchmark", "augment", "permute", "drawing", "recipes", "exercises", "solutions", "nbrefs",
 }
 
 
