@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import repo_root
+from .utils import repo_root, resolve_path
 
 DATA_ENV = "MNIST_COURSE_DATA"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -91,12 +91,12 @@ def canonical_name(dataset: str) -> str:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data root: `root` if given, else $MNIST_COURSE_DATA, else <repo>/data."""
+    """The data root: `root` if given, else $MNIST_COURSE_DATA (relative: from the repository root), else <repo>/data."""
     if root is not None:
         return Path(root).expanduser().resolve()
     env = os.environ.get(DATA_ENV)
     if env:
-        return Path(env).expanduser().resolve()
+        return resolve_path(env)  # a relative path is taken from the repository root, not the cwd
     return repo_root() / "data"
 
 

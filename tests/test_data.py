@@ -220,6 +220,15 @@ def test_data_root_does_not_depend_on_cwd(tmp_path):
     assert here == there and there[0] == str(root / "data") and Path(there[1]).is_relative_to(root)
 
 
+def test_relative_data_env_is_taken_from_the_repository_root(tmp_path):
+    code = "import mnist_course as mc; print(mc.data.data_root())"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MNIST_COURSE")}, "MNIST_COURSE_DATA": "some/data"}
+    root = mc.repo_root()
+    seen = {subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                           check=True).stdout.strip() for cwd in (root, root / "notebooks", tmp_path)}
+    assert seen == {str(root / "some" / "data")}
+
+
 # ------------------------------------------------------------------------------- the real data
 
 def test_real_mnist_checks_and_shapes(mnist):
