@@ -34,6 +34,9 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0", MPLBACKEND="Agg",
                MNIST_COURSE_FIGURES=str(figures), MNIST_COURSE_RESULTS=str(results))
     env.pop("MNIST_COURSE_RECORD", None)
+    temp = tmp_path / "tmp"  # the notebooks' temporary files: nothing may be left behind (notebook 08 once was)
+    temp.mkdir()
+    env["TMPDIR"] = str(temp)
     env.setdefault("MNIST_COURSE_MODELS", str(tmp_path / "models"))  # CI: build/test/models, reused by test_browser
     models = mc.utils.resolve_path(env["MNIST_COURSE_MODELS"])
     root = mc.repo_root()
@@ -55,7 +58,9 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     assert snapshot(root / "figures", root / "results", root / "models") == course_files, \
         "a fast run must not touch figures/, results/ or models/"
     assert top_level(models) == models_before, "fast-mode models belong in <models>/fast, not beside the full ones"
-    assert (models / "fast" / "course_cnn.safetensors").is_file(), "notebook 06 stores its fast-mode CNN in <models>/fast"
+    assert (models / "fast" / "course_cnn.safetensors").is_file(), "fast-mode course models belong in <models>/fast"
+    left = sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_"))  # PyTorch's own cache
+    assert not left, f"the notebooks left temporary files behind: {left}"
 
 
 def test_course_runner_rejects_unknown_notebook(tmp_path):
