@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -149,6 +150,26 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict | None = None, l
     return out
 
 
+def forget_results(path: Path, notebook: str, dataset: str) -> int:
+    """Drop a notebook's entries for `dataset` from the results file before the recorded run reruns it,
+    so that a number the notebook no longer records does not stay in the README as if it were current.
+    Returns how many entries were dropped."""
+    from .data import canonical_name
+    from .results import _locked, atomic_write_text, load_results
+
+    if not path.is_file():
+        return 0
+    prefix = f"{canonical_name(dataset)}/{notebook}/"
+    with _locked(path):
+        data = load_results(path)
+        stale = [key for key in data["results"] if key.startswith(prefix)]
+        for key in stale:
+            del data["results"][key]
+        if stale:
+            atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return len(stale)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_course.course", description="Run the course's notebooks with papermill.")
     parser.add_argument("--output", type=Path, default=None,
@@ -195,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         for nb in notebooks:
             t0 = time.perf_counter()
             print(f"running {nb.name} ...", flush=True)
+            if args.record:
+                forget_results(results, nb.stem, per_notebook[nb].get("DATASET", "mnist"))
             try:
                 out = run_notebook(nb, output, per_notebook[nb], args.log_output)
             except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback

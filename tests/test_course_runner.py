@@ -87,3 +87,18 @@ def test_a_second_run_into_the_same_folder_is_refused(runner, tmp_path, capsys):
     assert "stale lock" in capsys.readouterr().out
     assert course.LOCK_NAME in calls[-1][3]  # held while the notebooks run
     assert not (tmp_path / "out" / course.LOCK_NAME).exists() and not (tmp_path / "results" / course.LOCK_NAME).exists()
+
+
+def test_the_recorded_run_forgets_a_notebooks_old_numbers(runner, tmp_path):
+    """A number a notebook no longer records must not stay in results.json (and the README) as current."""
+    import json
+
+    calls, main = runner
+    path = tmp_path / "results" / "results.json"
+    path.parent.mkdir()
+    keys = ["mnist/01_exploring_mnist/old", "mnist/02_softmax_regression_numpy/kept", "fashion/01_exploring_mnist/kept"]
+    path.write_text(json.dumps({"results": {k: {"value": 1} for k in keys}}))
+    assert main("--only", "01") == 0  # a private run forgets nothing (and writes elsewhere anyway)
+    assert sorted(json.loads(path.read_text())["results"]) == sorted(keys)
+    assert main("--only", "01", "--record") == 0
+    assert sorted(json.loads(path.read_text())["results"]) == sorted(keys[1:])
