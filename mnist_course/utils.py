@@ -242,6 +242,7 @@ _PAPERMILL_HINT = {
     "FAST": "with papermill use -p FAST True or -p FAST False (capital T/F), or -y 'FAST: false'",
     "SEED": "with papermill use -p SEED 1",
     "DATASET": "with papermill use -p DATASET fashion",
+    "SOLVE": "with papermill use -p SOLVE True (capital T)",
     "FIGURES": "a folder name, e.g. -p FIGURES build/my-figures",
     "RESULTS": "a file name, e.g. -p RESULTS build/my-results.json",
 }
@@ -267,6 +268,9 @@ def check_parameters(**params) -> None:
             except ValueError:
                 ok = False
             want = "DATASET must be 'mnist' or 'fashion'"
+        elif name == "SOLVE":
+            ok = isinstance(value, (bool, np.bool_))
+            want = "SOLVE must be True (fill every exercise with its reference solution) or False"
         elif name in ("FIGURES", "RESULTS"):
             ok = value is None or (isinstance(value, (str, os.PathLike)) and str(value) != "")
             want = f"{name} must be a path (relative paths are taken from the repository root) or None"
@@ -289,13 +293,14 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, figures: str | os.Pa
     is the string "false") raise ValueError. Prints one line saying what was chosen and where
     outputs go, and returns the mode (True for fast).
     """
-    if dataset is None:  # the notebook's own parameter, without changing every setup cell
-        import inspect
+    import inspect
 
-        frame = inspect.currentframe()
-        caller = frame.f_back.f_globals if frame is not None and frame.f_back is not None else {}
+    frame = inspect.currentframe()  # the notebook's own parameters, without changing every setup cell
+    caller = frame.f_back.f_globals if frame is not None and frame.f_back is not None else {}
+    if dataset is None:
         dataset = caller.get("DATASET", "mnist")
-    check_parameters(SEED=seed, FAST=fast, FIGURES=figures, RESULTS=results, DATASET=dataset)
+    check_parameters(SEED=seed, FAST=fast, FIGURES=figures, RESULTS=results, DATASET=dataset,
+                     **({"SOLVE": caller["SOLVE"]} if "SOLVE" in caller else {}))
     if progress is not None and not isinstance(progress, bool):
         raise ValueError(f"progress must be True, False or None; got {progress!r}.")
     from .data import canonical_name

@@ -187,6 +187,14 @@ def test_setup_notebook_takes_the_notebooks_dataset_and_record_stores_it(default
     assert set(json.loads((tmp_path / "r.json").read_text())["results"]) == {"fashion/01_a/acc"}
 
 
+@pytest.mark.parametrize("value", ["True", "false", 1])
+def test_setup_notebook_rejects_a_solve_parameter_that_is_not_a_bool(default_outputs, value):
+    """papermill's `-p SOLVE true` is the string "true": it would silently leave every exercise unsolved."""
+    with pytest.raises(ValueError, match=r"SOLVE must be True .*-p SOLVE True"):
+        exec("FAST = mc.setup_notebook(0, True)", {"mc": mc, "SOLVE": value})
+    exec("FAST = mc.setup_notebook(0, True)", {"mc": mc, "SOLVE": True})  # a real bool is fine
+
+
 # ------------------------------------------------------------------------------------ results
 
 def test_record_merges_and_keeps_other_entries(tmp_path):
