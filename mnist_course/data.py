@@ -287,7 +287,7 @@ def load_mnist(dataset: str = "mnist", root: str | os.PathLike | None = None, do
 
 
 def train_val_split(X: torch.Tensor, y: torch.Tensor, val_size: int = 10_000, seed: int = 0):
-    """Seeded random split of (X, y) into (X_train, y_train, X_val, y_val); val_size rows go to validation."""
+    """Seeded random split of (X, y) into (X_train, y_train, X_val, y_val); val_size rows go to validation. Taught in notebook 01, section 7."""
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     if not 0 < val_size < len(X):
@@ -303,6 +303,7 @@ class BatchIterator:
     shuffle draws a new permutation each epoch from its own generator (seeded by `seed`), so two
     iterators with the same seed give the same batches. `device` moves the tensors once;
     `transform` (a function of a batch X, e.g. augmentation) runs on each batch.
+    Taught in notebook 01, section 8 (`batches`, written in full).
     """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle: bool = False,

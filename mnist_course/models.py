@@ -83,6 +83,7 @@ class CNN(nn.Module):
     channels: output channels of each block; hidden: size of the hidden fully connected layer (0: none);
     dropout: before each fully connected layer; global_pool: average each channel to one number
     (few parameters) instead of flattening the feature map.
+    Taught in notebook 04, section 1 (the equal-budget CNN written out as `SmallCNN`).
     """
 
     def __init__(self, channels=(32, 64), hidden: int = 128, dropout: float = 0.0, batchnorm: bool = False,
@@ -141,7 +142,7 @@ class CNN(nn.Module):
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of a model."""
+    """Number of (trainable) parameters of a model. Taught in notebook 04, section 1 (a convolution has (k*k*c_in + 1)*c_out)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -74,7 +74,7 @@ def one_hot(y, num_classes: int = 10, dtype=np.float32) -> np.ndarray:
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Stable softmax along `axis`: subtracting the row maximum keeps exp() from overflowing."""
+    """Stable softmax along `axis`: subtracting the row maximum keeps exp() from overflowing. Taught in notebook 02, section 2."""
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
@@ -87,14 +87,14 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def cross_entropy(logits: np.ndarray, y) -> float:
-    """Mean cross-entropy: logits (N, C), y (N,) int labels -> -mean(log softmax(logits)[i, y_i])."""
+    """Mean cross-entropy: logits (N, C), y (N,) int labels -> -mean(log softmax(logits)[i, y_i]). Taught in notebook 02, section 2."""
     logits = _check_logits(logits)
     y = _check_labels(y, len(logits), logits.shape[1])
     return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
 
 
 def cross_entropy_grad(logits: np.ndarray, y) -> np.ndarray:
-    """dL/dlogits of the mean cross-entropy: (softmax(logits) - one_hot(y)) / N, shape (N, C)."""
+    """dL/dlogits of the mean cross-entropy: (softmax(logits) - one_hot(y)) / N, shape (N, C). Taught in notebook 02, section 3."""
     logits = _check_logits(logits)
     y = _check_labels(y, len(logits), logits.shape[1])
     dz = softmax(logits)
@@ -203,6 +203,7 @@ class Linear(Module):
     """z = X @ W.T + b with W: (out_features, in_features), b: (out_features,), as torch.nn.Linear.
 
     Initialisation: uniform in ±1/sqrt(in_features) (PyTorch's default), or zeros with init="zeros".
+    Taught in notebook 03, section 2.
     """
 
     def __init__(self, in_features: int, out_features: int, rng: np.random.Generator | None = None,
@@ -332,7 +333,7 @@ class MLP(Module):
 
 class SGD:
     """Minibatch SGD with optional momentum and weight decay, with torch.optim.SGD's update rule:
-    g = grad + weight_decay * w;  v = momentum * v + g;  w -= lr * v."""
+    g = grad + weight_decay * w;  v = momentum * v + g;  w -= lr * v. Taught in notebook 03, section 5 (the loop: notebook 02)."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         self.params = list(params)
@@ -430,7 +431,7 @@ def _loss_grad(loss_fn, logits, y):
 
 def cmp(name: str, dt: np.ndarray, t) -> float:
     """Print whether a hand-computed gradient `dt` (NumPy) equals autograd's `t.grad` (or the array
-    `t`): exactly, approximately (allclose) and the max absolute difference; returns that difference."""
+    `t`): exactly, approximately (allclose) and the max absolute difference; returns that difference. Taught in notebook 03, section 4."""
     import torch
 
     if isinstance(t, torch.Tensor):

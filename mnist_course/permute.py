@@ -135,7 +135,7 @@ def first_linear(model: nn.Module, in_features: int = 784) -> nn.Linear:
 def permute_first_layer(model: nn.Module, perm: torch.Tensor) -> nn.Module:
     """Permute the columns of an MLP's first-layer weights in place, W <- W[:, perm], so that the
     model on permuted images equals the old model on the originals: W[:, perm] @ x[perm] == W @ x.
-    Returns the model."""
+    Returns the model. Taught in notebook 05."""
     layer = first_linear(model, len(check_permutation(perm)))
     layer.weight.copy_(layer.weight[:, perm.to(layer.weight.device)])
     return model

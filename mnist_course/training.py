@@ -53,6 +53,7 @@ def train_epoch(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer
     """One pass over train_loader's (X, y) batches, updating the model; returns mean loss and accuracy.
 
     scheduler, when given, is stepped after every batch (OneCycle; StepLR from make_scheduler counts batches).
+    Taught in notebook 03, section 6.
     """
     device = _device_of(model, device)
     model.train()
@@ -91,7 +92,7 @@ def check_finite(value: float, what: str = "loss") -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, loss_fn: Callable = F.cross_entropy, device=None) -> dict:
-    """Mean loss and accuracy (fraction in [0, 1]) of the model over a loader's (X, y) batches."""
+    """Mean loss and accuracy (fraction in [0, 1]) of the model over a loader's (X, y) batches. Taught in notebook 03, section 6."""
     device = _device_of(model, device)
     model.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64 if device.type != "mps" else torch.float32)
@@ -349,6 +350,7 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
     resume=True continues an interrupted run from it (an early-stopped or finished run trains nothing more).
     live_plot: None draws it in notebooks only. on_epoch_end(epoch, history) returning True stops training.
     A NaN or infinite training or validation loss raises DivergedError (state.pt keeps the last good epoch).
+    Taught in notebook 03, section 8 (early stopping, in a few lines).
     """
     if not isinstance(num_epochs, int) or num_epochs < 1:
         raise ValueError(f"num_epochs must be a positive integer, got {num_epochs!r}")
