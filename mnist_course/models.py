@@ -84,6 +84,7 @@ class CNN(nn.Module):
     dropout: before each fully connected layer; global_pool: average each channel to one number
     (few parameters) instead of flattening the feature map.
     Taught in notebook 04, section 1 (the equal-budget CNN written out as `SmallCNN`).
+    Taught in notebook 06, section 2a (BatchNorm in train/eval mode, inverted Dropout).
     """
 
     def __init__(self, channels=(32, 64), hidden: int = 128, dropout: float = 0.0, batchnorm: bool = False,

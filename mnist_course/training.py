@@ -135,7 +135,7 @@ DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 def make_optimizer(name: str, params, lr: float | None = None, momentum: float = 0.9,
                    weight_decay: float | None = None) -> torch.optim.Optimizer:
-    """An optimizer by name: 'sgd' (with momentum), 'adam', 'adamw' or 'rmsprop'; lr=None uses a sensible default."""
+    """An optimizer by name: 'sgd' (with momentum), 'adam', 'adamw' or 'rmsprop'; lr=None uses a sensible default. Taught in notebook 06, section 2a (SGD with momentum, RMSprop and AdamW written by hand)."""
     key = str(name).strip().lower()
     if key not in DEFAULT_LR:
         raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(DEFAULT_LR)}.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,9 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     course_files = snapshot(root / "figures", root / "results", root / "models")
     models_before = top_level(models) if models.is_dir() else {}
     # Started from an unrelated directory, as an instructor's script would be.
-    proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--output", str(out)],
+    # SOLVE=True fills every exercise with its reference solution: every check must pass. (nbval runs
+    # the untouched notebooks, where every exercise is "not attempted yet" and nothing stops.)
+    proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--output", str(out), "-p", "SOLVE", "True"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     notebooks = course_notebooks()
@@ -52,6 +55,11 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
         assert (out / nb.name).is_file(), f"{nb.name} was not written"
         executed = json.loads((out / nb.name).read_text())
         assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        printed = "".join(o.get("text", "") for c in executed["cells"] for o in c.get("outputs", [])
+                          if o.get("output_type") == "stream")
+        checked = {exercise_id for exercise_id, _ in mc.exercises.check_calls(nb)}
+        passed = set(re.findall(r"^✓ (\d\d\.\d+) ", printed, re.M))
+        assert checked and passed == checked, f"{nb.name}: with SOLVE=True these checks did not pass: {checked - passed}"
         assert any(e["notebook"] == nb.stem for e in entries), f"{nb.name} recorded no result"
         assert list(figures.glob(f"{nb.name[:2]}_*.png")), f"{nb.name} saved no figure"
     assert all(e["mode"] == "fast" and e["dataset"] == "mnist" and e["seed"] == 0 for e in entries)
