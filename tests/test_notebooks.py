@@ -55,8 +55,8 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
         assert (out / nb.name).is_file(), f"{nb.name} was not written"
         executed = json.loads((out / nb.name).read_text())
         assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        printed = "".join(o.get("text", "") for c in executed["cells"] for o in c.get("outputs", [])
-                          if o.get("output_type") == "stream")
+        printed = "".join("".join(o["text"]) for c in executed["cells"] for o in c.get("outputs", [])
+                          if o.get("output_type") == "stream")  # stored as a list of lines
         checked = {exercise_id for exercise_id, _ in mc.exercises.check_calls(nb)}
         passed = set(re.findall(r"^✓ (\d\d\.\d+) ", printed, re.M))
         assert checked and passed == checked, f"{nb.name}: with SOLVE=True these checks did not pass: {checked - passed}"
