@@ -75,6 +75,29 @@ def read_info(name: str = "cnn", dataset: str = "mnist") -> dict | None:
     return json.loads(meta_path.read_text()) if meta_path.is_file() else None
 
 
+def should_replace(old: dict | None, new: dict) -> tuple[bool, str]:
+    """(replace?, why) for storing a course model described by `new` over the stored one's info `old`.
+
+    Chosen on validation only (notebooks 04 and 06): replace when nothing is stored, when the stored
+    model is a quick stand-in or a fast-mode model, when it has no val_acc, or when new["val_acc"] is
+    strictly higher on the same split (val_size and seed). Test accuracy is never looked at.
+    """
+    if old is None:
+        return True, "no course model yet"
+    if old.get("trained_by") == "pretrained.train_quick_model" or old.get("fast"):
+        return True, "the stored one is a quick stand-in"
+    if old.get("val_acc") is None:
+        return True, "the stored one has no validation accuracy to compare"
+    if (old.get("val_size"), old.get("seed")) != (new["val_size"], new["seed"]):
+        return False, (f"it was validated on another split ({old.get('val_size')} images, seed {old.get('seed')}), "
+                       "so its validation accuracy does not compare with this run's; delete its files to store "
+                       "this run instead")
+    if new["val_acc"] > old["val_acc"]:
+        return True, f"higher validation accuracy than the stored one's {100 * old['val_acc']:.2f}%"
+    return False, (f"its validation accuracy {100 * old['val_acc']:.2f}% ({old.get('trained_by', '?')}) >= "
+                   f"this run's {100 * new['val_acc']:.2f}%")
+
+
 class FastModelError(RuntimeError):
     """A fast-mode course model (trained on a small subset, for CI) was about to be used in full mode."""
 

@@ -217,3 +217,20 @@ def test_a_fast_mode_course_model_is_refused_in_full_mode(isolated_outputs, monk
 
     monkeypatch.setattr(P, "fast_mode", lambda: True)  # a fast-mode caller may use it
     assert load_course_model("cnn", device="cpu")[1]["fast"] is True
+
+
+def test_should_replace_chooses_on_validation_only():
+    """The course-model rule of notebooks 04 and 06: validation accuracy on the same split, never test."""
+    from mnist_course.pretrained import should_replace
+
+    new = {"val_acc": 0.990, "val_size": 5000, "seed": 0, "test_acc": 0.980}
+    stored = {"val_acc": 0.985, "val_size": 5000, "seed": 0, "test_acc": 0.999, "trained_by": "notebooks/04"}
+    assert should_replace(None, new)[0]
+    assert should_replace({**stored, "trained_by": "pretrained.train_quick_model"}, new)[0]
+    assert should_replace({**stored, "fast": True, "val_acc": 0.999}, new)[0]
+    assert should_replace({k: v for k, v in stored.items() if k != "val_acc"}, new)[0]
+    assert should_replace(stored, new)[0]                       # better on validation, worse on test: replace
+    assert not should_replace({**stored, "val_acc": 0.990}, new)[0]   # a tie keeps the stored model
+    assert not should_replace({**stored, "val_acc": 0.995, "test_acc": 0.5}, new)[0]
+    replace, why = should_replace({**stored, "val_size": 10_000, "val_acc": 0.5}, new)
+    assert not replace and "another split" in why
