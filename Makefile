@@ -18,7 +18,7 @@ TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_RECORD=0 MNIST_COURSE_PROGRESS=0 MP
 	MNIST_COURSE_RESULTS=$(BUILD)/test/results.json \
 	MNIST_COURSE_MODELS=$(BUILD)/test/models
 
-.PHONY: help install course course-fast test test-fast lint nbval readme lab benchmark clean
+.PHONY: help install course course-fast test test-fast lint nbval readme lab benchmark clean web-deps export serve site
 
 help:
 	@echo "make course      the recorded run: every notebook (full mode) into build/notebooks, writes the tracked figures/ and results/"
@@ -29,6 +29,9 @@ help:
 	@echo "make benchmark   time data loading, training to 99% and inference; writes results/benchmark.md"
 	@echo "make readme      regenerate the README's results table and benchmark report"
 	@echo "make nbval-refs  run the notebooks in fast mode, store the outputs of their # NBVAL_CHECK_OUTPUT cells"
+	@echo "make export      export the course CNN to ONNX (models/onnx/), checked against PyTorch on the 10,000 test digits"
+	@echo "make serve       the web service and drawing page on http://127.0.0.1:8000 (FastAPI + uvicorn)"
+	@echo "make site        the course as a static website in build/site/, from the last make course run"
 	@echo "make clean       remove build/ (keeps .venv, data/, figures/, results/ and models/)"
 
 $(STAMP): pyproject.toml
@@ -56,7 +59,7 @@ test-fast: lint
 nbval: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
-test: lint
+test: lint web-deps
 	$(TEST_ENV) $(PY) -m pytest
 	$(TEST_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
@@ -80,3 +83,21 @@ benchmark: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
+
+# onnxruntime-web for the drawing page's in-browser inference, from npm into build/web-deps/ (ignored),
+# served by `make serve` under /vendor/; never a CDN.
+ORT_WEB_VERSION ?= 1.30.0
+WEB_DEPS := $(BUILD)/web-deps/node_modules/onnxruntime-web/package.json
+$(WEB_DEPS):
+	npm install --no-audit --no-fund --prefix $(BUILD)/web-deps onnxruntime-web@$(ORT_WEB_VERSION)
+
+web-deps: $(WEB_DEPS)
+
+export: $(STAMP)
+	$(PY) -m mnist_course.export --model cnn
+
+serve: $(STAMP) web-deps
+	$(PY) -m mnist_course.serve --model cnn --port 8000
+
+site: $(STAMP)
+	$(PY) -m mnist_course.site
