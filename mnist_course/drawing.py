@@ -128,6 +128,8 @@ class Preprocessed:
     image: np.ndarray | None          # (28, 28) float32 in [0, 1], white ink on black
     inverted: bool                    # True if the picture was dark ink on a light background
     steps: dict[str, np.ndarray] = field(default_factory=dict)
+    reason: str | None = None         # why no digit: "no ink", "too little structure", "ink everywhere"
+    notes: list[str] = field(default_factory=list)   # e.g. how an unusual value range was rescaled
 
     @property
     def blank(self) -> bool:
@@ -201,7 +203,7 @@ def preprocess(source, min_contrast: float = 0.15, min_ink: float = 0.0005,
     steps["white on black"] = img
     ink = float((img > 0.5).mean())
     if contrast < min_contrast or ink < min_ink:
-        return Preprocessed(None, inverted, steps)
+        return Preprocessed(None, inverted, steps, reason="no ink")
     cropped = crop_to_ink(img, threshold)
     steps["cropped to the ink"] = cropped
     boxed = fit_box(cropped)
@@ -221,28 +223,65 @@ def to_model_input(image: np.ndarray, mean: float = MNIST_MEAN, std: float = MNI
 
 # ------------------------------------------------------------------------------------- predicting
 
+STATUSES = ("digit", "not sure", "no digit")
+
+
 @dataclass
 class Prediction:
-    """What the model thinks: probabilities (10,), the top-k (class, probability) pairs, the input."""
+    """What the model thinks of one picture, and whether to believe it.
 
-    probs: np.ndarray | None          # (10,) softmax probabilities; None when blank
-    topk: list[tuple[str, float]]     # best first; empty when blank
+    - ``status``: "digit" (a confident answer), "not sure" (the model hesitates; ``reason`` says
+      between what, e.g. "4 or 9?") or "no digit" (no model call; ``reason`` says why: "no ink",
+      "too little structure" or "ink everywhere");
+    - ``probs`` (10,) softmax probabilities (None for "no digit"); ``topk`` the k best (class,
+      probability) pairs, best first (empty for "no digit"); ``image`` the (28, 28) model input in
+      [0, 1] (None for "no digit");
+    - ``seconds``: preprocess + predict wall time; ``model_seconds``: the model call alone (None
+      when the model was not called).
+    """
+
+    probs: np.ndarray | None          # (10,) softmax probabilities; None when no digit
+    topk: list[tuple[str, float]]     # best first; empty when no digit
     image: np.ndarray | None          # the (28, 28) model input in [0, 1]
     seconds: float                    # preprocess + predict wall time
+    status: str | None = None         # "digit" / "not sure" / "no digit"; None: from probs
+    reason: str | None = None         # why "no digit" or "not sure"; None for "digit"
+    model_seconds: float | None = None
+
+    def __post_init__(self):
+        if self.status is None:
+            self.status = "no digit" if self.probs is None else "digit"
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if (self.status == "no digit") != (self.probs is None):
+            raise ValueError(f"status {self.status!r} does not fit probs "
+                             f"{'None' if self.probs is None else 'given'}: only 'no digit' has no probs")
 
     @property
     def blank(self) -> bool:
-        return self.probs is None
+        """True for "no digit"."""
+        return self.status == "no digit"
 
     @property
     def label(self) -> str | None:
-        """The most likely class, or None for a blank picture."""
-        return self.topk[0][0] if self.topk else None
+        """The most likely class when the status is "digit", else None."""
+        return self.topk[0][0] if self.status == "digit" and self.topk else None
 
     def __str__(self) -> str:
-        if self.blank:
-            return "no digit"
+        if self.status == "no digit":
+            return f"no digit ({self.reason})" if self.reason else "no digit"
+        if self.status == "not sure":
+            return f"not sure: {self.reason}" if self.reason else "not sure"
         return ", ".join(f"{c} ({100 * p:.1f}%)" for c, p in self.topk)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: {"digit": "7" | None, "status", "reason", "topk": [{"label", "probability"}],
+        "probabilities": [10 floats] | None, "seconds", "model_seconds"}."""
+        return {"digit": self.label, "status": self.status, "reason": self.reason,
+                "topk": [{"label": str(c), "probability": float(p)} for c, p in self.topk],
+                "probabilities": None if self.probs is None else [float(p) for p in self.probs],
+                "seconds": float(self.seconds),
+                "model_seconds": None if self.model_seconds is None else float(self.model_seconds)}
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -260,23 +299,44 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST
     return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
 
 
+# "not sure" below this top probability; see calibrate_not_sure (placeholder until calibrated)
+NOT_SURE_BELOW = 0.5
+
+
+def judge(probs: np.ndarray, classes: Sequence[str] = CLASSES,
+          not_sure_below: float | None = None) -> tuple[str, str | None]:
+    """(10,) probabilities -> ("digit", None), or ("not sure", "4 or 9?") when the top probability
+    is below `not_sure_below` (None: the calibrated :data:`NOT_SURE_BELOW`)."""
+    threshold = NOT_SURE_BELOW if not_sure_below is None else not_sure_below
+    first, second = np.argsort(-np.asarray(probs))[:2]
+    if probs[first] < threshold:
+        return "not sure", f"{classes[first]} or {classes[second]}?"
+    return "digit", None
+
+
 def predict_image(source, model: torch.nn.Module, k: int = 3, mean: float = MNIST_MEAN,
                   std: float = MNIST_STD, classes: Sequence[str] = CLASSES) -> Prediction:
-    """A picture (path to a PNG/JPEG, PIL image, array: any size, RGB(A) or grayscale) -> Prediction.
+    """A picture (path to a PNG/JPEG, PIL image, array, tensor: any size, RGB(A) or grayscale) ->
+    Prediction with status "digit", "not sure" or "no digit" (see :class:`Prediction`).
 
-    Blank pictures give a Prediction with ``.blank`` true and no label. Raises FileNotFoundError
-    or ValueError (unreadable file, empty image, NaNs) with a message saying what to fix.
+    The one code path of the pad, notebook 08 and the web service. "No digit" is decided by
+    :func:`preprocess` before the model is asked; "not sure" by :func:`judge` from the model's
+    probabilities. Raises FileNotFoundError or ValueError (unreadable file, empty image, NaNs)
+    with a message saying what to fix.
     """
     if not 1 <= k <= len(classes):
         raise ValueError(f"k must be between 1 and {len(classes)}, got {k}")
     start = time.perf_counter()
     pre = preprocess(source)
     if pre.blank:
-        return Prediction(None, [], None, time.perf_counter() - start)
+        return Prediction(None, [], None, time.perf_counter() - start, status="no digit", reason=pre.reason)
+    model_start = time.perf_counter()
     probs = predict_probs(model, pre.image, mean, std)
+    model_seconds = time.perf_counter() - model_start
+    status, reason = judge(probs, classes)
     order = np.argsort(-probs)[:k]
     return Prediction(probs, [(classes[i], float(probs[i])) for i in order], pre.image,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, status=status, reason=reason, model_seconds=model_seconds)
 
 
 # ------------------------------------------------------------------------------------ rasterising

@@ -6,6 +6,7 @@ The browser test is tests/test_browser.py.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -86,6 +87,7 @@ def test_image_files_of_any_size_and_mode(tmp_path, fmt, mode):
     assert pred.image.shape == (28, 28)
     assert abs(pred.probs.sum() - 1) < 1e-5
     assert pred.topk[0][1] >= pred.topk[1][1] >= pred.topk[2][1]
+    assert pred.status == "digit" and 0 < pred.model_seconds <= pred.seconds
 
 
 @pytest.mark.parametrize("image", [
@@ -99,7 +101,7 @@ def test_blank_or_nearly_blank_gives_no_digit(image):
     model = Fixed(5)
     assert dr.preprocess(image).blank
     pred = dr.predict_image(image, model)
-    assert pred.blank and pred.label is None and pred.topk == [] and str(pred) == "no digit"
+    assert pred.blank and pred.label is None and pred.topk == [] and str(pred).startswith("no digit (")
     assert model.calls == 0                                    # no guess was made
 
 
@@ -127,6 +129,40 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         dr.predict_image([[0, 1], [1, 0]], model)
     with pytest.raises(ValueError, match="k must be"):
         dr.predict_image(bar_image(), model, k=0)
+
+
+def test_prediction_status_label_str_and_dict():
+    """The interface the pad and the web service code against: status, reason, label only for a
+    confident digit, str and a JSON-ready dict."""
+    probs = np.full(10, 0.01, np.float32)
+    probs[7], probs[1] = 0.9, 0.01
+    sure = dr.Prediction(probs, [("7", 0.9), ("0", 0.01)], np.zeros((28, 28)), 0.002,
+                         status="digit", model_seconds=0.001)
+    assert not sure.blank and sure.label == "7" and str(sure) == "7 (90.0%), 0 (1.0%)"
+    d = sure.to_dict()
+    assert d["digit"] == "7" and d["status"] == "digit" and d["reason"] is None
+    assert d["topk"] == [{"label": "7", "probability": pytest.approx(0.9)},
+                         {"label": "0", "probability": pytest.approx(0.01)}]
+    assert len(d["probabilities"]) == 10 and d["seconds"] == 0.002 and d["model_seconds"] == 0.001
+    json.dumps(d)                                          # JSON-ready: no NumPy floats or arrays
+    unsure = dr.Prediction(probs, [("4", 0.45), ("9", 0.4)], np.zeros((28, 28)), 0.002,
+                           status="not sure", reason="4 or 9?", model_seconds=0.001)
+    assert unsure.label is None and not unsure.blank and str(unsure) == "not sure: 4 or 9?"
+    assert unsure.to_dict()["digit"] is None and unsure.to_dict()["status"] == "not sure"
+    empty = dr.Prediction(None, [], None, 0.001, status="no digit", reason="no ink")
+    assert empty.blank and empty.label is None and str(empty) == "no digit (no ink)"
+    assert empty.to_dict() == {"digit": None, "status": "no digit", "reason": "no ink", "topk": [],
+                               "probabilities": None, "seconds": 0.001, "model_seconds": None}
+    with pytest.raises(ValueError, match="status"):
+        dr.Prediction(None, [], None, 0.0, status="maybe")
+    with pytest.raises(ValueError, match="only 'no digit' has no probs"):
+        dr.Prediction(probs, [], None, 0.0, status="no digit")
+
+
+def test_judge_says_not_sure_below_the_threshold():
+    probs = np.array([0, 0, 0, 0, 0.45, 0, 0, 0, 0.15, 0.4])
+    assert dr.judge(probs, not_sure_below=0.5) == ("not sure", "4 or 9?")
+    assert dr.judge(probs, not_sure_below=0.4) == ("digit", None)
 
 
 def test_to_model_input_normalises():
