@@ -209,7 +209,7 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
             raise HTTPException(404, missing)
         target = (root / rel).resolve()
         if not target.is_relative_to(root) or not target.is_file():
-            raise HTTPException(404, f"no file {rel!r} under {root}")
+            raise HTTPException(404, f"no file {rel!r} here")
         media = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
         return FileResponse(target, media_type=media.get(target.suffix))
 
@@ -236,7 +236,7 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
         """The model's answer for an uploaded picture: top-k classes and probabilities, or "no digit"."""
         served_model = get_model(model)
         if not 1 <= k <= len(served_model.classes):
-            raise HTTPException(422, f"k={k}: ask for between 1 and {len(served_model.classes)} classes")
+            raise HTTPException(422, f"k={k}: ask for between 1 and {len(served_model.classes)} classes, e.g. k=3")
         ctype = request.headers.get("content-type", "")
         if not ctype.lower().startswith("multipart/form-data"):
             raise HTTPException(415, f"the request is {ctype or 'without a content type'}, not multipart/form-data: "
@@ -308,7 +308,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS):
     except HTTPException:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise HTTPException(413, f"refused as a decompression bomb ({e}): send a smaller picture") from e
+        raise HTTPException(413, f"the picture has too many pixels to decode safely, a decompression bomb? ({e}) "
+                                 "Send a smaller picture, e.g. 280x280") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise HTTPException(422, f"the file is not a readable PNG or JPEG picture ({type(e).__name__}: {e}): "
                                  + SEND) from e
