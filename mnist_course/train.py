@@ -9,7 +9,8 @@
 The run folder receives best.safetensors (the best epoch's weights, by validation accuracy),
 state.pt (everything needed to resume), history.json (per-epoch metrics), config.json (the
 settings; --resume reads them and refuses different ones) and metrics.json (settings, parameters,
-final validation and test accuracy, times). An existing folder is never overwritten: choose a new
+final validation and test accuracy, times). ``--tensorboard DIR`` also writes TensorBoard scalars
+(loss, accuracy, learning rate per epoch) to DIR/<name of the run folder>. An existing folder is never overwritten: choose a new
 --out, or pass --resume to continue it. A diverged run (NaN or infinite loss) stops with exit code 1.
 """
 
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the interrupted run in --out with the settings in its config.json")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and data, build the model, print the plan; train and write nothing")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="write TensorBoard scalars (loss, accuracy, learning rate per epoch) to DIR/<name of --out>; "
+                        "view them with `tensorboard --logdir DIR`. A folder that already holds a run's event "
+                        "files is refused (except with --resume, which continues it)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars")
     return p
@@ -218,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = _resume_settings(parser, args, out)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"--out {out} already exists; choose another folder, delete it, or pass --resume to continue it")
+    if args.tensorboard is not None:
+        from .training import check_log_dir
+
+        try:
+            args.tensorboard = check_log_dir(args.tensorboard / out.resolve().name, resume=args.resume)
+        except FileExistsError as e:
+            parser.error(f"--tensorboard: {e}")
     num_epochs = 1 if settings["fast"] else settings["epochs"]
     done = _finished(parser, out, num_epochs) if args.resume else None
     if done and (out / "metrics.json").is_file():
@@ -264,7 +276,8 @@ def _run(parser, args, settings: dict, out: Path, num_epochs: int, device) -> in
           f"{len(X_val):,} validation / {len(data.X_test):,} test images, {num_epochs} epoch(s), "
           f"{settings['optimizer']} lr {config['lr']:g}, {settings['scheduler']}, batch {settings['batch_size']}, "
           f"augmentation {'off' if not aug else ', '.join(f'{k} {v:g}' for k, v in aug.items())}, "
-          f"seed {seed}, {device}{', fast mode' if fast else ''} -> {out}", flush=True)
+          f"seed {seed}, {device}{', fast mode' if fast else ''} -> {out}"
+          f"{f' (TensorBoard: {args.tensorboard})' if args.tensorboard else ''}", flush=True)
     if args.dry_run:
         print("dry run: nothing trained or written")
         return 0
@@ -277,7 +290,7 @@ def _run(parser, args, settings: dict, out: Path, num_epochs: int, device) -> in
     try:
         history = fit(model, train_loader, val_loader, num_epochs, optimizer, scheduler, device=device,
                       patience=settings["patience"], run_dir=out, resume=args.resume, live_plot=False,
-                      verbose=not args.quiet, on_epoch_end=save_config)
+                      verbose=not args.quiet, on_epoch_end=save_config, log_dir=args.tensorboard)
     except (DivergedError, CheckpointError, UnsafeCheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -7,8 +7,8 @@ Loaders are :class:`mnist_course.BatchIterator` objects over ``data.normalize(..
 - :func:`train_epoch` / :func:`evaluate` return ``{"loss": float, "acc": float}`` (acc in [0, 1]).
 - :func:`fit` runs epochs with validation, a :class:`History` (per-epoch loss, accuracy, learning rate
   and wall time; ``.to_json``), early stopping, a live plot in notebooks and, with ``run_dir``,
-  checkpoints that an interrupted run resumes from with the same final metrics; a NaN/infinite loss
-  raises :class:`DivergedError`.
+  checkpoints that an interrupted run resumes from with the same final metrics, with ``log_dir``
+  TensorBoard scalars per epoch; a NaN/infinite loss raises :class:`DivergedError`.
 - :func:`make_optimizer` (sgd, adam, adamw, rmsprop) and :func:`make_scheduler` (steplr, onecycle).
   Schedulers are stepped once per **batch** (by :func:`train_epoch`), so StepLR's step size, given
   in epochs, is converted to batches.
@@ -341,7 +341,8 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
         scheduler=None, loss_fn: Callable = F.cross_entropy, device=None, patience: int | None = None,
         monitor: str = "val_acc", restore_best: bool = True, run_dir: str | os.PathLike | None = None,
         resume: bool = False, live_plot: bool | None = None, verbose: bool = True,
-        on_epoch_end: Callable[[int, History], bool | None] | None = None, title: str | None = None) -> History:
+        on_epoch_end: Callable[[int, History], bool | None] | None = None, title: str | None = None,
+        log_dir: str | os.PathLike | None = None) -> History:
     """Train for num_epochs, evaluating on val_loader after each; returns the History.
 
     patience: stop after that many epochs without improvement of `monitor` ('val_acc' or 'val_loss');
@@ -349,6 +350,9 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
     best.safetensors, state.pt (everything needed to resume) and history.json after every epoch;
     resume=True continues an interrupted run from it (an early-stopped or finished run trains nothing more).
     live_plot: None draws it in notebooks only. on_epoch_end(epoch, history) returning True stops training.
+    log_dir: a folder for TensorBoard event files (see tensorboard_writer): after each epoch the scalars
+    loss/train, loss/val, accuracy/train, accuracy/val and lr of the history's row, at step = epoch number
+    (1, 2, ...); `tensorboard --logdir <its parent folder>` shows them.
     A NaN or infinite training or validation loss raises DivergedError (state.pt keeps the last good epoch).
     Taught in notebook 03, section 8 (early stopping, in a few lines).
     """
@@ -358,6 +362,8 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
         raise ValueError(f"monitor must be 'val_acc' or 'val_loss', got {monitor!r}")
     if patience is not None and val_loader is None:
         raise ValueError("early stopping (patience) needs a val_loader")
+    if log_dir is not None:
+        check_log_dir(log_dir, resume)  # before anything is written
     from .checkpoint import prepare_run_dir, save_model, save_state
 
     device = _device_of(model, device)
@@ -377,6 +383,7 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
         if verbose:
             print(_resume_message(run, history, start, num_epochs))
     plot = LivePlot(title) if (in_notebook() if live_plot is None else live_plot) else None
+    writer = tensorboard_writer(log_dir, resume=resume) if log_dir is not None else None
 
     for epoch in range(start, num_epochs):
         t0 = time.perf_counter()
@@ -390,6 +397,8 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
             check_finite(val["loss"], "validation loss")
         history.append(epoch=epoch + 1, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
                        val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"], time=seconds)
+        if writer is not None:
+            log_scalars(writer, history.rows[-1])
         score = sign * val[monitor[4:]] if val_loader is not None else float(epoch)
         if score > best_score:
             best_score, bad_epochs = score, 0
@@ -422,6 +431,44 @@ def fit(model: nn.Module, train_loader, val_loader, num_epochs: int, optimizer: 
             stop = True
         if stop:
             break
+    if writer is not None:
+        writer.close()
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+TENSORBOARD_TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
+                    "val_acc": "accuracy/val", "lr": "lr"}  # History key -> TensorBoard scalar tag
+
+
+def check_log_dir(log_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """log_dir as a Path; FileExistsError when it is a file, or when it already holds TensorBoard event
+    files (another run's: its curves would mix with this one's) and resume is False."""
+    log_dir = Path(log_dir)
+    if log_dir.exists() and not log_dir.is_dir():
+        raise FileExistsError(f"TensorBoard log_dir {log_dir} exists and is not a folder; choose another one.")
+    if not resume and log_dir.is_dir() and any(log_dir.glob("events.out.tfevents.*")):
+        raise FileExistsError(f"TensorBoard log_dir {log_dir} already holds another run's event files; give each "
+                              "run its own folder (tensorboard --logdir <parent> compares them), or delete it.")
+    return log_dir
+
+
+def tensorboard_writer(log_dir: str | os.PathLike, resume: bool = False):
+    """A torch.utils.tensorboard.SummaryWriter writing into log_dir (created if needed); see check_log_dir.
+    resume=True adds a new event file beside the interrupted run's, which TensorBoard shows as one run."""
+    log_dir = check_log_dir(log_dir, resume)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ImportError("TensorBoard logging needs the tensorboard package: pip install tensorboard") from e
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def log_scalars(writer, row: dict) -> None:
+    """Write one History row (an epoch) as TensorBoard scalars at step row["epoch"] and flush, so an
+    interrupted run keeps its curves; values that are None (no validation) are left out."""
+    for key, tag in TENSORBOARD_TAGS.items():
+        if row.get(key) is not None:
+            writer.add_scalar(tag, row[key], global_step=row["epoch"])
+    writer.flush()
