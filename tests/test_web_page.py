@@ -1,0 +1,264 @@
+"""The service's drawing page in a real browser: a real `python -m mnist_course.serve` (uvicorn on
+127.0.0.1, the course CNN) and Debian's Chromium driven by Playwright. Digits are drawn with the mouse;
+the server's answer (POST /predict) and the in-browser answer (onnxruntime-web running the exported
+ONNX model) must both be right and equal, for the same drawing. Also checked: the in-browser JS
+preprocessing gives the same 28x28 model input as mnist_course.drawing, strokes land where the mouse
+went at any window width, the in-browser mode sends no request per stroke, nothing is asked of any host
+but 127.0.0.1, and the page logs no error. A screenshot goes to build/web-shots/page.png.
+
+Needs /usr/bin/chromium (or $MNIST_COURSE_CHROMIUM) and onnxruntime-web from `make web-deps`; in CI
+($CI=true) their absence is a failure, elsewhere a skip saying what to install. Playwright's own browser
+download is never used. Every wait is bounded; the server is stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+import mnist_course as mc
+from mnist_course import drawing
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("MNIST_COURSE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-dev-shm-usage"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SERVER_START_S = 300     # load the model, export it to ONNX and verify it on the test set
+ANSWER_S = 60            # from releasing the mouse to the answer (the first in-browser one loads the model)
+SHOTS = mc.repo_root() / "build" / "web-shots"
+
+
+def _ellipse(cx, cy, rx, ry, n=28):
+    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+# Digits as mouse strokes, in fractions of the canvas (x right, y down).
+DIGITS = {
+    "1": [[(0.50, 0.15), (0.52, 0.85)]],
+    "7": [[(0.25, 0.20), (0.75, 0.20), (0.42, 0.85)]],
+    "0": [_ellipse(0.5, 0.5, 0.22, 0.33)],
+    "4": [[(0.40, 0.15), (0.25, 0.58), (0.75, 0.58)], [(0.62, 0.25), (0.62, 0.88)]],
+    "2": [[(0.28, 0.32), (0.36, 0.20), (0.52, 0.16), (0.66, 0.22), (0.70, 0.36), (0.62, 0.50),
+           (0.28, 0.82), (0.75, 0.82)]],
+}
+
+
+def missing(what: str) -> None:
+    """Fail in CI, skip elsewhere, saying what to install."""
+    (pytest.fail if IN_CI else pytest.skip)(what)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """URL of a real service (course CNN; its ONNX export written at startup into a temporary models folder)."""
+    from mnist_course import serve
+
+    if not (serve.vendor_dir() / "ort.wasm.min.mjs").is_file():
+        missing(f"onnxruntime-web is not installed in {serve.vendor_dir()}: run make web-deps")
+    # The course CNN of this mode (fast or full), copied: the export goes to the copy's folder, never to models/.
+    source = mc.models_dir()
+    models = tmp_path_factory.mktemp("models")
+    env = dict(os.environ, MNIST_COURSE_MODELS=str(models), MNIST_COURSE_PROGRESS="0", OMP_NUM_THREADS="1")
+    target = models / "fast" if mc.utils.fast_mode() else models
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("course_cnn.safetensors", "course_cnn.json"):
+        if (source / name).is_file():
+            shutil.copy(source / name, target / name)
+    with serve.running_server(["--model", "cnn", "--models", "cnn"], env=env, startup_timeout=SERVER_START_S) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (as .ci/run does) "
+                "or set MNIST_COURSE_CHROMIUM to a Chromium binary")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """The drawing page in a fresh browser context, recording console errors, requests and foreign hosts."""
+
+    def __init__(self, browser, url: str, width: int = 1200, height: int = 900):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.errors: list[str] = []
+        self.foreign: list[str] = []
+        self.requests: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(ANSWER_S * 1000)
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("request", lambda r: self.requests.append(f"{r.method} {urlparse(r.url).path}"))
+        self.page.goto(url)
+        self.page.locator("body[data-ready='true']").wait_for()
+
+    def _route(self, route):
+        host = urlparse(route.request.url).hostname
+        if host != "127.0.0.1":
+            self.foreign.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def draw(self, strokes) -> None:
+        """Draw strokes (fractions of the canvas) with the mouse, from a clear pad."""
+        self.page.click("#clear")
+        box = self.page.locator("#pad").bounding_box()
+        for stroke in strokes:
+            points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+            self.page.mouse.move(*points[0])
+            self.page.mouse.down()
+            for x, y in points[1:]:
+                self.page.mouse.move(x, y, steps=8)
+            self.page.mouse.up()
+
+    def engine(self, name: str) -> None:
+        self.page.check(f"input[name='engine'][value='{name}']")
+
+    def answer(self, engine: str) -> dict:
+        """Wait for `engine`'s answer to the current drawing; {digit, status, answer, meta, seconds}."""
+        start = time.perf_counter()
+        self.page.wait_for_function(
+            """engine => { const r = document.getElementById('result');
+                           return r.dataset.engine === engine
+                                  && r.dataset.version === document.getElementById('pad').dataset.version; }""",
+            arg=engine, timeout=ANSWER_S * 1000)
+        seconds = time.perf_counter() - start
+        out = self.page.evaluate("""() => { const r = document.getElementById('result');
+            return {digit: r.dataset.digit, status: r.dataset.status,
+                    answer: document.getElementById('answer').textContent,
+                    meta: document.getElementById('meta').textContent,
+                    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; }""")
+        assert not out["error"], f"the page shows an error: {out['error']}"
+        return {**out, "seconds": seconds}
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_page_preprocessing_equals_the_library(server, browser):
+    """The page's JS port of the preprocessing (static/preprocess.js) gives drawing.preprocess's 28x28
+    input, (x - mean) / std and "no digit" reasons, on MNIST test digits redrawn on a 280x280 canvas
+    (light on dark and dark on light), strokes, a stroke with a speck, a tap, a dash, blank and filled."""
+    data = mc.load_mnist("mnist")
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(12):
+        canvas = drawing.draw_digit_on_canvas(data.X_test[i].numpy(), rng)
+        cases.append(255 - canvas if i % 3 == 2 else canvas)   # some dark ink on a light background
+    cases += [drawing.rasterize(s) for s in ([[(140, 40), (142, 240)]],                   # a 1
+                                              [[(140, 40), (142, 240)], [(30, 30)]],       # a 1 and a speck
+                                              [[(140, 140)]],                              # a tap
+                                              [[(60, 140), (220, 150)]])]                  # a dash
+    cases += [np.zeros((280, 280), np.uint8), np.full((280, 280), 255, np.uint8)]
+    page = Page(browser, server)
+    try:
+        got = page.page.evaluate("""async ([cases, mean, std]) => {
+            const p = await import('/static/preprocess.js');
+            return cases.map(c => {
+                const r = p.preprocess(Float32Array.from(c.flat(), v => v / 255), 280, 280);
+                return {input: r.image ? Array.from(p.toModelInput(r.image, mean, std)) : null, reason: r.reason};
+            });
+        }""", [[c.tolist() for c in cases], data.mean, data.std])
+        assert not page.errors, page.errors
+    finally:
+        page.close()
+    for i, (canvas, js) in enumerate(zip(cases, got)):
+        pre = drawing.preprocess(canvas)
+        assert js["reason"] == pre.reason, f"case {i}: the page says {js['reason']!r}, the library {pre.reason!r}"
+        if pre.blank:
+            assert js["input"] is None, f"case {i}: the library says no digit, the page gave an input"
+            continue
+        want = drawing.to_model_input(pre.image, data.mean, data.std).numpy().ravel()
+        diff = float(np.abs(np.asarray(js["input"], np.float32) - want).max())
+        assert diff < 1e-4, f"case {i}: the page's model input differs from the library's by up to {diff:.3g}"
+
+
+def test_strokes_land_under_the_mouse_at_any_width(server, browser):
+    """A dot drawn at a quarter of the canvas lands at a quarter of the 280x280 frame, on a wide and a
+    narrow (phone-sized) window; the canvas stays square."""
+    for width, height in ((1200, 900), (360, 740)):
+        page = Page(browser, server, width, height)
+        try:
+            box = page.page.locator("#pad").bounding_box()
+            assert abs(box["width"] - box["height"]) <= 1, f"{width}px window: the canvas is {box['width']}x{box['height']}"
+            page.draw([[(0.25, 0.30), (0.25, 0.30)]])
+            ink = page.page.evaluate("""() => { const c = document.getElementById('pad');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0, sx = 0, sy = 0;
+                for (let i = 0; i < c.width * c.height; i++) if (d[4 * i] > 127) { n++; sx += i % c.width; sy += Math.floor(i / c.width); }
+                return [n, sx / n, sy / n]; }""")
+            n, x, y = ink
+            assert n > 50, f"{width}px window: the dot left {n} pixels of ink"
+            assert abs(x - 70) < 4 and abs(y - 84) < 4, \
+                f"{width}px window: a dot drawn at (70, 84) of the 280x280 frame landed at ({x:.0f}, {y:.0f})"
+            assert not page.errors, page.errors
+        finally:
+            page.close()
+
+
+def test_draw_digits_server_and_browser_agree(server, browser):
+    page = Page(browser, server)
+    report = []
+    try:
+        # 1. Server mode: draw each digit, read the server's answer, then the in-browser answer for the
+        #    same drawing (switching engines does not change the drawing).
+        for digit, strokes in DIGITS.items():
+            page.engine("server")
+            page.draw(strokes)
+            srv = page.answer("server")
+            page.engine("browser")
+            web = page.answer("browser")
+            report.append((digit, srv, web))
+        for digit, srv, web in report:
+            print(f"drew {digit}: server {srv['answer']!r} ({srv['seconds']:.2f} s to the answer; {srv['meta']}), "
+                  f"browser {web['answer']!r} ({web['seconds']:.2f} s; {web['meta']})")
+        wrong = [(d, s["answer"], w["answer"]) for d, s, w in report
+                 if not (s["digit"] == w["digit"] == d and s["status"] == w["status"] == "digit")]
+        assert not wrong, f"(drawn, server, browser) where an answer is wrong or they disagree: {wrong}"
+        assert all("on the server" in s["meta"] and "in the browser" in w["meta"] for _, s, w in report), \
+            "the page does not say which engine answered"
+
+        # 2. In-browser mode while drawing: right answers, and no request to the service at all.
+        page.engine("browser")
+        before = len(page.requests)
+        for digit, strokes in DIGITS.items():
+            page.draw(strokes)
+            web = page.answer("browser")
+            assert web["digit"] == digit, f"in-browser mode: drew {digit}, the page says {web['answer']!r}"
+        during = page.requests[before:]
+        assert not during, f"in-browser mode sent requests while drawing: {during}"
+
+        page.engine("server")
+        page.draw(DIGITS["7"])
+        page.answer("server")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.page.screenshot(path=str(SHOTS / "page.png"), full_page=True)
+        assert not page.foreign, f"the page asked hosts other than 127.0.0.1: {page.foreign}"
+        assert not page.errors, f"errors in the browser console: {page.errors}"
+        served = [r for r in page.requests if r.startswith("GET /vendor/") or r.startswith("GET /models/")]
+        print("fetched for the in-browser mode:", json.dumps(served))
+        assert sum(r == "GET /models/cnn.onnx" for r in page.requests) == 1, "the ONNX model was not fetched exactly once"
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
