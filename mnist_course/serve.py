@@ -251,21 +251,24 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:g} MB"
+    return f"{n / 1024 / 1024:.3g} MB"
 
 
 async def read_capped(request, max_bytes: int) -> bytes:
     """The request body, refused with 413 as soon as it is over `max_bytes`: first by its declared
     Content-Length, then by the bytes actually received (chunked or lying clients), chunk by chunk."""
-    too_big = f"the upload is over the {_mb(max_bytes)} limit: send a smaller picture (a digit needs no more than 1000x1000 pixels)"
+    def too_big(size: str) -> HTTPException:
+        return HTTPException(413, f"the upload ({size}) is over the {_mb(max_bytes)} limit: send a smaller "
+                                  "picture (a digit needs no more than 1000x1000 pixels)")
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, too_big + f" (Content-Length {int(declared):,} bytes)")
+        raise too_big(f"Content-Length {int(declared):,} bytes")
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
         if len(buf) > max_bytes:
-            raise HTTPException(413, too_big)
+            raise too_big(f"more than {max_bytes:,} bytes received")
     return bytes(buf)
 
 
@@ -310,8 +313,11 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise HTTPException(413, f"the picture has too many pixels to decode safely, a decompression bomb? ({e}) "
                                  "Send a smaller picture, e.g. 280x280") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise HTTPException(422, f"the file is not a readable PNG or JPEG picture ({type(e).__name__}: {e}): "
+    except UnidentifiedImageError as e:
+        raise HTTPException(422, f"the file is not a PNG or JPEG picture (it starts with {data[:12]!r}): "
+                                 + SEND) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise HTTPException(422, f"the PNG or JPEG picture could not be decoded ({e}), damaged or cut short? "
                                  + SEND) from e
     return im
 

@@ -232,6 +232,14 @@ def test_cap_counts_the_bytes_actually_read(models, headers):
     assert pulled <= cap + 2 * 65536                 # stopped reading at the cap, not at 40 MB
 
 
+def test_declared_size_over_the_cap_is_refused_unread(models):
+    cap = 1_000_000
+    app = serve.create_app(models, default="three", max_upload_bytes=cap)
+    status, message, pulled = _stream(app, {"content-length": str(40 * cap)}, total=40 * cap)
+    assert status == 413 and f"Content-Length {40 * cap:,}" in message
+    assert pulled <= 65536                           # refused by the header, before reading the body
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A 1x1 PNG whose header claims width x height pixels (a decompression bomb's header)."""
     data = png(np.zeros((1, 1), np.uint8))
