@@ -4,7 +4,7 @@
     python -m mnist_course.benchmark --quick         # a short run on a subset (about a minute)
     python -m mnist_course.benchmark --out results/benchmark.md   # also write the table (.md or .json)
 
-It prints a Markdown table with three parts:
+It prints Markdown tables in four parts:
 
 1. **Throughput**: images per second through one epoch of in-memory batches (:class:`BatchIterator`)
    vs a torchvision ``DataLoader`` that decodes a PIL image per sample (``ToTensor`` + ``Normalize``),
@@ -14,10 +14,15 @@ It prints a Markdown table with three parts:
    StepLR, batch 64), both measured in the same run, test accuracy checked after every epoch.
 3. **Latency**: one image through each model (eval mode, no gradients), median over many calls,
    plus rows that other modules contribute (see :func:`register_latency`).
+4. **Realistic pictures** (issue 10): MNIST *test* digits photographed on paper (noise, lighting
+   gradients, texture, blur, JPEG) and pictures without a digit, made by :mod:`mnist_course.pictures`;
+   the naive pipeline, the preprocessing before issue 10 and today's ``predict_image`` side by side
+   with the course CNN (2,000 + 500 pictures; 300 + 100 with ``--quick``).
 
 Extra rows: call ``register_latency(task, fn)`` to time a zero-argument function, or give a module
 listed in ``PLUGINS`` a ``benchmark_rows(models=...) -> list[dict]`` function returning rows with
-keys ``task``, ``model``, ``ms`` (and optionally ``goal``); ``mnist_course.drawing`` does.
+keys ``task``, ``model``, ``ms`` (and optionally ``goal``); ``mnist_course.drawing`` does. A plugin
+that cannot be imported or fails gives a row saying so; the rest of the report goes on.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PLUGINS = ["mnist_course.drawing"]
+PLUGINS = ["mnist_course.drawing", "mnist_course.export", "mnist_course.serve"]
+PICTURES = {"full": (2000, 500), "quick": (300, 100)}   # (digit pictures, pictures without a digit)
 _LATENCY: dict[str, Callable[[], object]] = {}
 
 
@@ -242,16 +248,48 @@ def plugin_latencies(device) -> list[dict]:
     rows = [{"task": task, "model": "", "ms": latency_ms(fn, repeats=50)} for task, fn in _LATENCY.items()]
     models = {"mlp": build_model("mlp").eval(), "cnn": build_model("cnn_best").eval()}  # untrained: timing only
     for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "benchmark_rows"):
-            try:
-                rows += list(module.benchmark_rows(models=models))
-            except Exception as e:  # a plugin's failure must not lose the rest of the report
-                rows.append({"task": f"{name}.benchmark_rows failed: {type(e).__name__}: {e}", "model": "", "ms": None})
+        rows += _plugin_rows(name, models)
     return rows
+
+
+def _plugin_rows(name: str, models: dict) -> list[dict]:
+    """A plugin's rows, or one row saying why there are none (a failure never stops the benchmark)."""
+    def failed(what: str, e: BaseException) -> list[dict]:
+        print(f"    {name}: {what}: {type(e).__name__}: {e}", flush=True)
+        return [{"task": f"{name}: {what} ({type(e).__name__}: {e})", "model": "", "ms": None}]
+
+    try:
+        module = importlib.import_module(name)
+    except Exception as e:  # missing module, or a missing optional dependency inside it
+        return failed("could not be imported", e)
+    if not hasattr(module, "benchmark_rows"):
+        return [{"task": f"{name}: has no benchmark_rows(models=None) function", "model": "", "ms": None}]
+    try:
+        rows = list(module.benchmark_rows(models=models))
+    except Exception as e:  # a plugin's failure must not lose the rest of the report
+        return failed("benchmark_rows failed", e)
+    bad = [r for r in rows if not isinstance(r, dict) or "task" not in r or not
+           (r.get("ms") is None or isinstance(r.get("ms"), (int, float)))]
+    if bad:
+        return failed("benchmark_rows gave rows without a task or a numeric ms",
+                      ValueError(f"{len(bad)} bad row(s), e.g. {bad[0]!r:.120}"))
+    return rows
+
+
+def pictures_part(quick: bool, seed: int = 0) -> dict:
+    """Part 4: :func:`mnist_course.pictures.benchmark_section` with the course CNN, sized by PICTURES;
+    {"error": message} when the course CNN is missing or the part fails."""
+    from . import pictures
+
+    n_digits, n_blank = PICTURES["quick" if quick else "full"]
+    try:
+        part = pictures.benchmark_section(n_digits, n_blank, seed, "cnn")
+    except Exception as e:  # e.g. no course CNN: the other parts still count
+        print(f"    realistic pictures failed: {type(e).__name__}: {e}", flush=True)
+        return {"error": f"{type(e).__name__}: {e}", "n_digits": n_digits, "n_blank": n_blank}
+    part = {k: v for k, v in part.items() if k not in ("pictures", "answers")}  # keep the report JSON-ready
+    print(f"    {part['total_s']:.0f} s", flush=True)
+    return part
 
 
 # ------------------------------------------------------------------------------------- the report
@@ -273,7 +311,7 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
                          f"{_cpu_count()} CPU cores" + (f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""),
               "device": str(device), "torch": torch.__version__, "quick": quick, "dataset": data.name}
 
-    print("1/3 throughput", flush=True)
+    print("1/4 throughput", flush=True)
     from .data import BatchIterator
 
     max_batches = 150 if quick else None
@@ -296,7 +334,7 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
     target = 0.97 if quick else 0.99
     course_epochs = 1 if quick else 2  # the course's recipe for speed: a short one-cycle schedule
     max_epochs = 2 if quick else 5      # pytorch/examples runs until it gets there (it needs 4 here)
-    print(f"2/3 time to {100 * target:.0f}% test accuracy ({len(data.X_train):,} training images)", flush=True)
+    print(f"2/4 time to {100 * target:.0f}% test accuracy ({len(data.X_train):,} training images)", flush=True)
     print("  course loop", flush=True)
     course = course_run(data, device, course_epochs, target, seed)
     course["schedule_epochs"] = course_epochs
@@ -305,8 +343,11 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
     report["time_to_accuracy"] = {"target": target, "n_train": len(data.X_train), "course": course,
                                   "examples": examples, "ratio": course["seconds"] / examples["seconds"]}
 
-    print("3/3 latency", flush=True)
+    print("3/4 latency", flush=True)
     report["latency"] = model_latencies(device, repeats=50 if quick else 200) + plugin_latencies(device)
+
+    print("4/4 realistic pictures: naive, before issue 10, new", flush=True)
+    report["pictures"] = pictures_part(quick, seed)
     return report
 
 
@@ -342,7 +383,23 @@ def markdown(report: dict) -> str:
         ms = "—" if row.get("ms") is None else f"{row['ms']:.3f}"
         goal = f" (goal {row['goal']})" if row.get("goal") else ""
         lines.append(f"| {row['task']}{goal} | {row.get('model', '')} | {ms} |")
+    if "pictures" in report:
+        lines += ["", pictures_markdown(report["pictures"])]
     return "\n".join(lines)
+
+
+def pictures_markdown(part: dict) -> str:
+    """Part 4 as a sentence and a table (or the reason it is missing)."""
+    from .pictures import CONFIDENT, markdown_table
+
+    head = (f"Realistic pictures (`python -m mnist_course.pictures`): {part['n_digits']:,} MNIST test digits "
+            f"photographed on paper and {part['n_blank']:,} pictures without a digit")
+    if "error" in part:
+        return head + f": not measured ({part['error']})."
+    acc = part.get("model_test_acc")
+    return (head + f", seed {part['seed']}, course {part['model']}"
+            + (f" ({100 * acc:.2f}% on the MNIST test set)" if acc else "")
+            + f", one PyTorch thread, {part['total_s']:.0f} s; {CONFIDENT}.\n\n" + markdown_table(part))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,3 +91,59 @@ def test_markdown_report():
               "latency": [{"task": "t", "model": "cnn", "ms": 1.5, "goal": "<= 5 ms"}]}
     text = benchmark.markdown(report)
     assert "100x" in text and "0.10x" in text and "(not reached)" in text and "goal <= 5 ms" in text
+
+
+def test_a_failing_plugin_gives_a_row_and_the_others_still_report(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    good = types.ModuleType("bench_good_plugin")
+    good.benchmark_rows = lambda models=None: [{"task": "good", "model": "m", "ms": 1.0}]
+    broken = types.ModuleType("bench_broken_plugin")
+
+    def boom(models=None):
+        raise FileNotFoundError("no ONNX file at models/onnx/cnn.onnx: run make export")
+
+    broken.benchmark_rows = boom
+    bad_rows = types.ModuleType("bench_bad_rows_plugin")
+    bad_rows.benchmark_rows = lambda models=None: [{"model": "m", "ms": "fast"}]
+    no_rows = types.ModuleType("bench_no_rows_plugin")
+    for m in (good, broken, bad_rows, no_rows):
+        monkeypatch.setitem(sys.modules, m.__name__, m)
+    monkeypatch.setattr(benchmark, "PLUGINS", ["bench_missing_plugin_xyz", "bench_broken_plugin",
+                                               "bench_bad_rows_plugin", "bench_no_rows_plugin", "bench_good_plugin"])
+    rows = benchmark.plugin_latencies(torch.device("cpu"))
+    tasks = [r["task"] for r in rows]
+    assert len(rows) == 5 and rows[-1] == {"task": "good", "model": "m", "ms": 1.0}
+    assert "bench_missing_plugin_xyz: could not be imported (ModuleNotFoundError" in tasks[0]
+    assert "bench_broken_plugin: benchmark_rows failed (FileNotFoundError: no ONNX file" in tasks[1]
+    assert "without a task or a numeric ms" in tasks[2] and "no benchmark_rows" in tasks[3]
+    assert all(r["ms"] is None for r in rows[:4])
+    benchmark.markdown({"quick": True, "date": "d", "machine": "m", "device": "cpu", "torch": "x", "dataset": "mnist",
+                        "speedup": 1.0, "throughput": [],
+                        "time_to_accuracy": {"target": 0.99, "n_train": 1, "ratio": 1.0,
+                                             "course": {"seconds": 1, "epochs": 1, "acc": 0.99, "reached": True},
+                                             "examples": {"seconds": 1, "epochs": 1, "acc": 0.99, "reached": True}},
+                        "latency": rows})  # renders every row
+
+
+def test_the_pictures_part_is_rendered_or_says_why_it_is_missing(monkeypatch):
+    from mnist_course import pictures
+
+    row = {"pipeline": "new", "n_digits": 300, "n_blank": 100, "n_gradient": 170, "digits": 0.99,
+           "digits_gradient": 0.985, "digits_not_sure": 0.01, "digits_no_digit": 0.0, "blank_declined": 1.0,
+           "blank_no_digit": 0.995, "confident_wrong": 0.004, "ms": 20.0}
+    row["met"] = pictures.targets_met(row)
+    part = {"n_digits": 300, "n_blank": 100, "seed": 0, "model": "cnn", "model_test_acc": 0.995,
+            "total_s": 31.0, "rows": [row]}
+    text = benchmark.pictures_markdown(part)
+    assert "300 MNIST test digits" in text and "98.5% ✓" in text and "99.5% ✓" in text and "0.4% ✓" in text
+    assert pictures.CONFIDENT in text
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no course model at models/course_cnn.safetensors")
+
+    monkeypatch.setattr(pictures, "benchmark_section", missing)
+    failed = benchmark.pictures_part(quick=True)
+    assert failed["n_digits"] == benchmark.PICTURES["quick"][0]
+    assert "not measured (FileNotFoundError: no course model" in benchmark.pictures_markdown(failed)

@@ -149,3 +149,142 @@ def test_bad_input_gets_a_clear_error():
     X, y = fake_digits(4)
     with pytest.raises(ValueError, match="between 0 and 4"):
         pictures.picture_set(X, y, 5, 0)
+
+
+# ------------------------------------------------------------------------ the three pipelines, scored
+
+def _kind(noise=0.05, gradient=0.2):
+    return f"digit: noise={noise} gradient={gradient} texture=0 blur=0 jpeg=0 size=100x100"
+
+
+def test_score_on_a_hand_made_case():
+    labels = [3, 3, 5, 7, None, None, None, None, None]
+    kinds = [_kind(gradient=0.2), _kind(gradient=0.0), _kind(gradient=0.3), _kind(gradient=0.1),
+             "empty page: noise=0.01 gradient=0 size=100x100", "dot: noise=0.01 gradient=0.2 size=100x100",
+             "noise: noise=0.09 gradient=0 size=100x100", "line: noise=0.01 gradient=0 size=100x100",
+             "shadow: noise=0.01 gradient=0 size=100x100"]
+    answers = [("digit", 3), ("digit", 3), ("digit", 6), ("not sure", None),
+               ("no digit", None), ("not sure", None), ("digit", 1), ("no digit", None), ("no digit", None)]
+    s = pictures.score(answers, labels, kinds)
+    assert (s["n_digits"], s["n_blank"], s["n_gradient"]) == (4, 5, 3)
+    assert s["digits"] == 2 / 4                 # 3 and 3 right; 6 for 5 wrong; "not sure" is not correct
+    assert s["digits_gradient"] == 1 / 3        # pictures 0, 2, 3 have a gradient: only 0 is right
+    assert s["digits_not_sure"] == 1 / 4 and s["digits_no_digit"] == 0
+    assert s["blank_no_digit"] == 3 / 5 and s["blank_declined"] == 4 / 5
+    assert s["confident_wrong"] == 2 / 9        # the 6 for a 5, and the 1 on the noise picture
+    assert pictures.targets_met(s) == {"digits_gradient": False, "blank_no_digit": False, "confident_wrong": False}
+
+
+def test_targets_are_met_at_their_bounds_and_not_beyond():
+    row = {"digits_gradient": 0.97, "blank_no_digit": 0.99, "confident_wrong": 0.01}
+    assert all(pictures.targets_met(row).values())
+    row = {"digits_gradient": 0.9699, "blank_no_digit": 0.9899, "confident_wrong": 0.0101}
+    assert not any(pictures.targets_met(row).values())
+    assert not any(pictures.targets_met(dict.fromkeys(row)).values())   # no pictures: not met
+
+
+def test_naive_input_inverts_a_light_page_and_shrinks_the_whole_picture():
+    page = np.full((120, 60), 230, np.uint8)
+    page[30:90, 20:40] = 20                                # a dark bar in the middle third
+    x = pictures.naive_input(page)
+    assert x.shape == (28, 28) and x.dtype == np.float32
+    assert x[0].max() == pytest.approx(1 - 230 / 255, abs=1e-5)        # the page is dark, not stretched to 0
+    assert x[14, 14] == pytest.approx(1 - 20 / 255, abs=1e-5)          # the bar is light
+    np.testing.assert_allclose(pictures.naive_input(255 - page), x, atol=1e-6)   # light on dark: kept as is
+
+
+def _old_drawing_module():
+    """drawing.py as it was before issue 10, read from git (skips outside a git checkout)."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(pictures.__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: cannot read drawing.py before issue 10")
+    r = subprocess.run(["git", "-C", str(root), "show", "5e3b6a9:mnist_course/drawing.py"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"commit 5e3b6a9 not available: {r.stderr.strip()}")
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "old_drawing.py"
+    path.write_text(r.stdout)
+    spec = importlib.util.spec_from_file_location("mnist_course._old_drawing_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                       # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_the_frozen_copy_is_preprocess_before_issue_10():
+    old = _old_drawing_module()
+    X, y = fake_digits(6)
+    pics = pictures.picture_set(X, y, 6, 10, seed=7)
+    page = np.full((50, 50), 200, np.uint8)
+    page[20:30, 24:26] = 10                               # a dash: the old code answers it
+    smudged = page.copy()
+    smudged[2:6, 2:6] = 152                               # a faint smudge: 0.25 after the stretch
+    blanks = 0
+    for image in [p[0] for p in pics] + [page, smudged, np.full((40, 40), 128, np.uint8)]:
+        want = old.preprocess(image)
+        got = pictures.old_preprocess(image)
+        if want.blank:
+            blanks += 1
+            assert got is None
+        else:
+            np.testing.assert_array_equal(got, want.image)
+    assert 0 < blanks < len(pics) + 3                     # both branches compared
+
+
+def test_status_of_old_and_new_predictions():
+    from types import SimpleNamespace
+
+    assert pictures._status_of(SimpleNamespace(blank=True)) == "no digit"
+    assert pictures._status_of(SimpleNamespace(blank=False)) == "digit"
+    assert pictures._status_of(SimpleNamespace(blank=False, status="not sure")) == "not sure"
+
+
+def test_evaluate_with_a_fixed_model_on_a_tiny_set():
+    from fakes import Fixed
+
+    X, y = fake_digits(4)
+    y = np.array([3, 3, 5, 3])
+    digits = pictures.picture_set(X, y, 4, 0, seed=0)
+    flat = np.full((80, 80), 200, np.uint8)               # no contrast: the old pipeline says "no digit"
+    tiny = digits + [(flat, None, "empty page: noise=0 gradient=0 size=80x80")]
+    result = pictures.evaluate(tiny, Fixed(3), 0.1307, 0.3081, pipelines=("naive", "before issue 10"))
+    naive, old = result["rows"]
+    assert result["answers"]["naive"] == [("digit", 3)] * 5           # naive always answers
+    assert naive["digits"] == 3 / 4 and naive["blank_no_digit"] == 0 and naive["confident_wrong"] == 2 / 5
+    assert result["answers"]["before issue 10"][4] == ("no digit", None)
+    assert old["blank_no_digit"] == 1 and old["confident_wrong"] == 1 / 5
+    assert old["met"]["blank_no_digit"] and not old["met"]["confident_wrong"]
+    assert naive["ms"] > 0 and naive["pipeline"] == "naive"
+
+
+def test_markdown_table_marks_the_targets():
+    row = {"n_digits": 10, "n_blank": 5, "n_gradient": 4, "digits": 0.9, "digits_gradient": 0.98,
+           "digits_not_sure": 0.0, "digits_no_digit": 0.0, "blank_declined": 1.0, "blank_no_digit": 0.8,
+           "confident_wrong": 0.005, "ms": 1.25}
+    row["met"] = pictures.targets_met(row)
+    text = pictures.markdown_table({"rows": [dict(row, pipeline="new")]})
+    line = text.splitlines()[-1]
+    assert "98.0% ✓" in line and "80.0% ✗" in line and "0.5% ✓" in line and line.endswith("| 1.2 |")
+
+
+def test_cli_refuses_bad_sizes_and_an_existing_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        pictures.main(["--n-digits", "0", "--n-blank", "0"])
+    assert "not both 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pictures.main(["--n-digits", "20000"])
+    assert "between 0 and 10000" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SystemExit):                       # refused before any work is done
+        pictures.main(["--save", str(tmp_path / "mine")])
+    assert "exists already" in capsys.readouterr().err
