@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import mnist_course as mc
 from mnist_course import drawing
@@ -155,8 +156,9 @@ class Page:
 
 def test_page_preprocessing_equals_the_library(server, browser):
     """The page's JS port of the preprocessing (static/preprocess.js) gives drawing.preprocess's 28x28
-    input, (x - mean) / std and "no digit" reasons, on MNIST test digits redrawn on a 280x280 canvas
-    (light on dark and dark on light), strokes, a stroke with a speck, a tap, a dash, blank and filled."""
+    input, (x - mean) / std and "no digit" reasons for the canvas's RGBA pixels, as the server reads the
+    canvas's PNG: MNIST test digits redrawn on a 280x280 canvas (light on dark and dark on light),
+    strokes, a stroke with a speck, a tap, a dash, blank and filled."""
     data = mc.load_mnist("mnist")
     rng = np.random.default_rng(0)
     cases = []
@@ -173,7 +175,10 @@ def test_page_preprocessing_equals_the_library(server, browser):
         got = page.page.evaluate("""async ([cases, mean, std]) => {
             const p = await import('/static/preprocess.js');
             return cases.map(c => {
-                const r = p.preprocess(Float32Array.from(c.flat(), v => v / 255), 280, 280);
+                const rgba = new Uint8ClampedArray(4 * 280 * 280);
+                c.flat().forEach((v, i) => rgba.set([v, v, v, 255], 4 * i));
+                const g = p.canvasToGray(rgba, 280, 280);
+                const r = p.preprocess(g.gray, g.width, g.height);
                 return {input: r.image ? Array.from(p.toModelInput(r.image, mean, std)) : null, reason: r.reason};
             });
         }""", [[c.tolist() for c in cases], data.mean, data.std])
@@ -181,7 +186,7 @@ def test_page_preprocessing_equals_the_library(server, browser):
     finally:
         page.close()
     for i, (canvas, js) in enumerate(zip(cases, got)):
-        pre = drawing.preprocess(canvas)
+        pre = drawing.preprocess(Image.fromarray(np.dstack([canvas] * 3 + [np.full_like(canvas, 255)]), "RGBA"))
         assert js["reason"] == pre.reason, f"case {i}: the page says {js['reason']!r}, the library {pre.reason!r}"
         if pre.blank:
             assert js["input"] is None, f"case {i}: the library says no digit, the page gave an input"

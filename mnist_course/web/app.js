@@ -1,7 +1,7 @@
 // The drawing page of mnist_course.serve: a 280x280 canvas, and the model's answer either from the
 // server (POST /predict with the canvas as PNG) or from the exported ONNX model run in the browser by
 // onnxruntime-web (served by the service under /vendor/onnxruntime-web/; no CDN, works offline).
-import { preprocess, rgbaToGray, softmax, toModelInput } from "./preprocess.js";
+import { canvasToGray, preprocess, softmax, toModelInput } from "./preprocess.js";
 
 const SIZE = 280;                 // the canvas's own pixels, whatever its size on screen
 const THROTTLE_MS = 150;          // at most one prediction this often while drawing
@@ -233,7 +233,8 @@ async function predictInBrowser() {
   const sess = await session(model);
   const start = performance.now();
   const pixels = ctx.getImageData(0, 0, SIZE, SIZE).data;
-  const pre = preprocess(rgbaToGray(pixels, SIZE, SIZE), SIZE, SIZE);
+  const { gray, width, height } = canvasToGray(pixels, SIZE, SIZE);
+  const pre = preprocess(gray, width, height);
   const base = { engine: "browser", engineLabel: "in the browser (onnxruntime-web, wasm)", model: model.name };
   if (!pre.image) {
     return { ...base, digit: null, status: "no digit", reason: pre.reason, topk: [], probabilities: null,

@@ -2,7 +2,8 @@
 // canvas drawings (a flat background, no noise), so that onnxruntime-web sees the same 28x28 input as
 // the server's model and says "no digit" for the same reasons.
 //
-// gray (H*W Float32Array in [0, 1]) -> {image: Float32Array(784) in [0, 1] | null, reason}
+// canvas RGBA -> gray (canvasToGray: shrunk to at most 256 pixels a side, as the server reads it), then
+// gray (H*W Float32Array in [0, 1]) -> {image: Float32Array(784) in [0, 1] | null, reason} (preprocess):
 //   1. background: the median level (flat: at least half of the pixels within 2/255 of it); the ink
 //      is what differs from it, in the direction of the ink (light ink on dark, or dark on light);
 //   2. threshold: the largest of MIN_CONTRAST and RELATIVE x the ink's level (99.9th percentile);
@@ -19,6 +20,7 @@ export const BOX = 20;
 export const SIZE = 28;
 export const CENTRE = 14.0;
 export const THRESHOLD = 0.2;
+export const MAX_SIDE = 256;    // drawing.MAX_SIDE: a 280x280 canvas is read at 140x140
 // drawing.preprocess's defaults
 export const MIN_CONTRAST = 0.1;
 export const RELATIVE = 0.35;
@@ -35,14 +37,28 @@ export function pyRound(x) {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-// RGBA bytes (a canvas's ImageData.data) -> grayscale in [0, 1], as Pillow's "L" (ITU-R 601).
-export function rgbaToGray(data, width, height) {
-  const gray = new Float32Array(width * height);
-  for (let i = 0; i < gray.length; i++) {
-    const r = data[4 * i], g = data[4 * i + 1], b = data[4 * i + 2], a = data[4 * i + 3] / 255;
-    gray[i] = ((r * 0.299 + g * 0.587 + b * 0.114) / 255) * a;  // transparent pixels: black background
+// RGBA bytes (a canvas's ImageData.data, H x W) -> {gray: Float32Array in [0, 1], width, height}, as
+// drawing.load_image reads the canvas's PNG: shrunk by a whole factor (box average of the bytes,
+// rounded as Pillow's reduce) to at most MAX_SIDE pixels a side, then ITU-R 601 luma (Pillow's "L")
+// in float32, transparent pixels over black.
+export function canvasToGray(rgba, width, height, maxSide = MAX_SIDE) {
+  const f = Math.ceil(Math.max(width, height) / maxSide);
+  const w = Math.floor(width / f), h = Math.floor(height / f);
+  const gray = new Float32Array(w * h);
+  const channel = new Float32Array(4);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < 4; c++) {
+        let sum = 0;
+        for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) sum += rgba[4 * ((y * f + dy) * width + x * f + dx) + c];
+        channel[c] = Math.fround(Math.floor((sum + (f * f) / 2) / (f * f)) / 255);
+      }
+      const [r, g, b, a] = channel;
+      const luma = Math.fround(Math.fround(Math.fround(r * 0.299) + Math.fround(g * 0.587)) + Math.fround(b * 0.114));
+      gray[y * w + x] = a === 1 ? luma : Math.fround(luma * a);
+    }
   }
-  return gray;
+  return { gray, width: w, height: h };
 }
 
 export function cropToInk(img, width, height, threshold = THRESHOLD) {
