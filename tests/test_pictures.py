@@ -288,3 +288,20 @@ def test_cli_refuses_bad_sizes_and_an_existing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):                       # refused before any work is done
         pictures.main(["--save", str(tmp_path / "mine")])
     assert "exists already" in capsys.readouterr().err
+
+
+def test_the_readme_states_the_sets_actual_ranges_and_size():
+    from pathlib import Path
+
+    from mnist_course import benchmark
+
+    readme = (Path(pictures.__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = " ".join(readme[readme.index("**Realistic pictures.**"):].split())
+    n_digits, n_blank = benchmark.PICTURES["full"]
+    assert f"σ up to {pictures.MAX_NOISE:g})" in text
+    assert f"{pictures.SIZE_RANGE[0]}-{pictures.SIZE_RANGE[1]} px" in text
+    assert f"on {n_digits:,} + {n_blank:,} of them" in text
+    assert f"[--n-digits {n_digits}] [--n-blank {n_blank}]" in text
+    goals = pictures.TARGETS
+    assert (f"(≥ {100 * goals['digits_gradient']:.0f} %, ≥ {100 * goals['blank_no_digit']:.0f} %, "
+            f"≤ {100 * goals['confident_wrong']:.0f} %)") in text
