@@ -412,7 +412,10 @@ def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str | None
         conn.request("POST", path, body=body, headers={"Content-Type": ctype})
         resp = conn.getresponse()
         raw = resp.read()
-        return resp.status, json.loads(raw) if raw else {}
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:      # e.g. a plain-text 500 page
+            return resp.status, {"text": raw[:200].decode(errors="replace")}
 
     if expected is None:
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
