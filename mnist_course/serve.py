@@ -100,14 +100,17 @@ class ServedModel:
 
 def load_models(names: Sequence[str], default: str) -> dict[str, ServedModel]:
     """Load course models by name ('cnn', 'mlp') on the CPU. The default one is trained quickly if missing
-    (pretrained.load_course_model's rule); another one that is missing is left out with a warning."""
+    (pretrained.load_course_model's rule) and its errors stop the service; another one that cannot be
+    loaded (missing, or trained in fast mode while this is full mode) is left out with a warning."""
     from .pretrained import load_course_model
 
     out = {}
     for name in dict.fromkeys([default, *names]):
         try:
             model, info = load_course_model(name, device="cpu", train_if_missing=(name == default))
-        except FileNotFoundError as e:
+        except Exception as e:
+            if name == default:
+                raise
             print(f"serve: leaving out model {name!r}: {e}", file=sys.stderr)
             continue
         out[name] = ServedModel.from_info(name, model, info)

@@ -378,3 +378,19 @@ def test_cli_refuses_bad_options_and_warns_off_loopback(monkeypatch, capsys):
     assert started == [("127.0.0.1", 8123)] and "WARNING" not in capsys.readouterr().err
     serve.main(["--host", "0.0.0.0"])
     assert started[-1] == ("0.0.0.0", 8000) and "WARNING" in capsys.readouterr().err
+
+
+def test_only_the_default_model_is_required(monkeypatch, capsys):
+    from mnist_course import pretrained
+
+    def load(name, device=None, train_if_missing=True):
+        if name == "mlp":
+            raise pretrained.FastModelError("mlp was trained in fast mode")
+        return Fixed(3), {"mean": MEAN, "std": STD, "classes": list(dr.CLASSES), "test_acc": 0.9}
+
+    monkeypatch.setattr(pretrained, "load_course_model", load)
+    loaded = serve.load_models(["cnn", "mlp"], default="cnn")
+    assert list(loaded) == ["cnn"] and loaded["cnn"].mean == MEAN and loaded["cnn"].accuracy == 0.9
+    assert "leaving out model 'mlp'" in capsys.readouterr().err
+    with pytest.raises(pretrained.FastModelError):
+        serve.load_models(["cnn", "mlp"], default="mlp")

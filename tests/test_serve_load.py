@@ -13,6 +13,8 @@ from PIL import Image
 
 from mnist_course import drawing, serve
 
+pytestmark = pytest.mark.slow          # about a minute and a half: three server starts and the load test
+
 N_REQUESTS = 2000      # about 10 s on 2 busy CPU cores (measured: see the printed wall time)
 CLIENTS = 8
 TIME_LIMIT_S = 120     # the load test stops sending after this, and the test then fails (not_sent > 0)
