@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
+from scipy import ndimage
 
 # The training set's mean and std of x / 255 (what MNISTData computes); used when none are given.
 MNIST_MEAN = 0.1307
@@ -44,12 +46,29 @@ CENTRE = 14.0   # mean centre of mass of MNIST's training digits (row, column), 
 
 # --------------------------------------------------------------------------------- reading images
 
-def load_image(source) -> np.ndarray:
-    """A file path, PIL image, NumPy array or tensor -> float32 (H, W) grayscale in [0, 1].
+MAX_SIDE = 256  # pictures are shrunk (box average, by a whole factor) to at most this many pixels a side
 
-    Arrays may be (H, W), (H, W, 1|3|4) or (1, H, W); uint8 is read as 0..255, floats as 0..1
-    (or 0..255 when their maximum is above 1). Raises ValueError on empty images and NaNs.
+
+def load_image(source, max_side: int = MAX_SIDE) -> np.ndarray:
+    """A file path, PIL image, NumPy array or tensor -> float32 (h, w) grayscale in [0, 1], h, w <= max_side.
+
+    Arrays may be (H, W), (H, W, 1|3|4) or (1, H, W). Value ranges: bool; integers in 0..255 (read
+    as 0..255); floats in [0, 1]; floats holding whole numbers in 0..255 (read as 0..255); anything
+    else (a float image in [0, 1.5], int32 in 0..1000, 16-bit, a normalised tensor) is rescaled by
+    its own min and max, with a warning. Larger pictures are shrunk by a whole factor first (PIL's
+    reduce, JPEG draft decoding), before any float copy is made: the float work is bounded by
+    max_side x max_side pixels whatever the input (a file must still be decoded once, at about 1
+    to 4 bytes per pixel; PIL refuses files above twice ``Image.MAX_IMAGE_PIXELS``). Raises
+    ValueError on empty images, NaNs and unreadable files.
     """
+    gray, notes = _load(source, max_side)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return gray
+
+
+def _load(source, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
+    """load_image without the warnings: (gray, notes)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -57,32 +76,71 @@ def load_image(source) -> np.ndarray:
             raise FileNotFoundError(f"no image file at {path}{where}: check the path.")
         try:
             with Image.open(path) as im:
+                if im.format == "JPEG" and max(im.size) > max_side:
+                    im.draft(im.mode, (max_side, max_side))     # decode at 1/2, 1/4 or 1/8 size
                 im.load()
-                source = im.copy()
+                source = _shrink_pil(im, max_side)
+        except Image.DecompressionBombError as e:
+            raise ValueError(f"{path} is too large to read safely ({e}); shrink it first.") from e
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e}); "
                              "give a PNG or JPEG file.") from e
     if isinstance(source, Image.Image):
-        return _pil_to_gray(source)
+        return _pil_to_gray(_shrink_pil(source, max_side), max_side)
     if isinstance(source, torch.Tensor):
         source = source.detach().cpu().numpy()
     if not isinstance(source, np.ndarray):
         raise TypeError(f"expected a file path, PIL image, NumPy array or tensor, got {type(source).__name__}.")
-    return _array_to_gray(source)
+    return _array_to_gray(source, max_side)
 
 
-def _pil_to_gray(im: Image.Image) -> np.ndarray:
+def _shrink_pil(im: Image.Image, max_side: int) -> Image.Image:
+    """A PIL image with its longer side above max_side -> reduced by a whole factor (box average)."""
+    factor = -(-max(im.size) // max_side)
+    if factor <= 1:
+        return im
+    if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        im = im.convert("RGBA" if im.mode in ("PA", "P") and "transparency" in im.info or im.mode == "PA"
+                        else "RGB" if im.mode in ("P", "CMYK", "YCbCr") else "I" if im.mode.startswith("I") else "L")
+    return im.reduce(factor)
+
+
+def _pil_to_gray(im: Image.Image, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
     if im.width == 0 or im.height == 0:
         raise ValueError(f"the image is empty ({im.width}x{im.height} pixels).")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        return _array_to_gray(np.asarray(im.convert("RGBA")))
-    if im.mode in ("I", "I;16", "F"):
-        a = np.asarray(im, dtype=np.float32)
-        return _array_to_gray(a / (65535.0 if a.max() > 255 else 255.0) if a.max() > 1 else a)
-    return _array_to_gray(np.asarray(im.convert("L")))
+        return _array_to_gray(np.asarray(im.convert("RGBA")), max_side)
+    if im.mode.startswith("I") or im.mode == "F":       # 16/32-bit and float pictures: their own range
+        return _array_to_gray(np.asarray(im), max_side)
+    return _array_to_gray(np.asarray(im.convert("L")), max_side)
 
 
-def _array_to_gray(a: np.ndarray) -> np.ndarray:
+def _value_range(a: np.ndarray) -> tuple[float, float, str | None]:
+    """(offset, scale, note): the pixel values are read as (a - offset) / scale."""
+    if a.dtype == bool:
+        return 0.0, 1.0, None
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"cannot read an image of dtype {a.dtype}: give integers or floats.")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise ValueError(f"the image contains {int((~np.isfinite(a)).sum())} NaN or infinite values; "
+                         "clean it first (e.g. np.nan_to_num).")
+    low, high = float(a.min()), float(a.max())
+    if np.issubdtype(a.dtype, np.integer):
+        if low >= 0 and high <= 255:
+            return 0.0, 255.0, None
+    elif low >= 0 and high <= 1:
+        return 0.0, 1.0, None
+    elif low >= 0 and high <= 255 and np.array_equal(a, np.round(a)):
+        return 0.0, 255.0, (f"the {a.dtype} image holds whole numbers in {low:g}..{high:g}: read as 0..255 "
+                            "(give floats in [0, 1] or uint8 to avoid this note).")
+    if high == low:
+        return low, 1.0, (f"the {a.dtype} image is constant ({low:g}), outside 0..1 and 0..255: read as 0.")
+    return low, high - low, (f"the {a.dtype} image's values {low:g}..{high:g} are outside [0, 1] (floats) and "
+                             f"0..255 (integers): rescaled by their min and max to 0..1 (give uint8 0..255 "
+                             "or floats in [0, 1] to avoid this note).")
+
+
+def _array_to_gray(a: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
     if a.size == 0:
         raise ValueError(f"the image is empty (shape {a.shape}).")
     while a.ndim > 2 and a.shape[0] == 1:          # (1, H, W), (1, 1, H, W)
@@ -92,23 +150,19 @@ def _array_to_gray(a: np.ndarray) -> np.ndarray:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise ValueError(f"cannot read an image of shape {a.shape}: give (H, W) grayscale or "
                          "(H, W, 3) RGB or (H, W, 4) RGBA.")
-    if a.dtype == bool:
-        a = a.astype(np.float32)
-    elif np.issubdtype(a.dtype, np.integer):
-        a = a.astype(np.float32) / (65535.0 if a.max() > 255 else 255.0)
-    elif np.issubdtype(a.dtype, np.floating):
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise ValueError(f"the image contains {int((~np.isfinite(a)).sum())} NaN or infinite values; "
-                             "clean it first (e.g. np.nan_to_num).")
-        if a.max() > 1.0:
-            a = a / 255.0
-    else:
-        raise ValueError(f"cannot read an image of dtype {a.dtype}.")
-    if a.min() < 0.0 or a.max() > 1.0:
-        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], got [{a.min():.3g}, {a.max():.3g}].")
+    offset, scale, note = _value_range(a)
+    factor = -(-max(a.shape[:2]) // max_side)
+    if factor > 1 and a.dtype == np.uint8:        # box average over factor x factor blocks
+        a = np.asarray(Image.fromarray(np.ascontiguousarray(a)).reduce(factor))
+    elif factor > 1:
+        h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
+        if h == 0 or w == 0:
+            raise ValueError(f"cannot read an image of shape {a.shape}: too thin to shrink to {max_side} pixels.")
+        a = a[:h, :w].reshape(h // factor, factor, w // factor, factor, *a.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+    a = (a.astype(np.float32) - offset) / scale
+    notes = [note] if note else []
     if a.ndim == 2:
-        return a
+        return a, notes
     gray = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114   # ITU-R 601, as PIL's "L"
     if a.shape[-1] == 4:
         alpha = a[..., 3]
@@ -116,20 +170,29 @@ def _array_to_gray(a: np.ndarray) -> np.ndarray:
         ink_is_dark = opaque.any() and gray[opaque].mean() < 0.5
         background = 1.0 if ink_is_dark else 0.0  # transparent pixels take the colour the ink is not
         gray = gray * alpha + background * (1.0 - alpha)
-    return gray.astype(np.float32)
+    return gray.astype(np.float32), notes
 
 
 # ---------------------------------------------------------------------------------- preprocessing
 
+NO_INK, TOO_LITTLE, EVERYWHERE = "no ink", "too little structure", "ink everywhere"
+
+
 @dataclass
 class Preprocessed:
-    """The result of :func:`preprocess`: the 28x28 image (None when blank) and every step on the way."""
+    """The result of :func:`preprocess`: the 28x28 image (None for no digit) and every step on the way.
+
+    ``steps`` maps each step's name to its (h, w) image in [0, 1] (in order); ``reason`` says why
+    there is no digit ("no ink", "too little structure", "ink everywhere"); ``notes`` how an unusual
+    input was read; ``stats`` the numbers the steps used (background level, noise sigma, threshold,
+    components found and kept, stroke width, ...)."""
 
     image: np.ndarray | None          # (28, 28) float32 in [0, 1], white ink on black
     inverted: bool                    # True if the picture was dark ink on a light background
     steps: dict[str, np.ndarray] = field(default_factory=dict)
     reason: str | None = None         # why no digit: "no ink", "too little structure", "ink everywhere"
     notes: list[str] = field(default_factory=list)   # e.g. how an unusual value range was rescaled
+    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def blank(self) -> bool:
@@ -139,7 +202,8 @@ class Preprocessed:
 def to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     """(H, W) in [0, 1] -> (white ink on black, stretched so the background is 0; inverted?).
 
-    The background level is the median of the image's border."""
+    The background level is the median of the image's border. The recipe before issue 10, kept for
+    comparison (:func:`preprocess` now models the background, see :func:`estimate_background`)."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     inverted = bool(np.median(border) > 0.5)
     if inverted:
@@ -150,6 +214,49 @@ def to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     if top - background < 1e-6:
         return np.zeros_like(gray), inverted
     return np.clip((gray - background) / (top - background), 0.0, 1.0).astype(np.float32), inverted
+
+
+def _sample(a: np.ndarray, n: int = 20_000) -> np.ndarray:
+    """Every k-th row and column of a large (h, w) array, about n pixels: for fast order statistics."""
+    k = max(1, int(np.sqrt(a.size / n)))
+    return a[::k, ::k]
+
+
+def _mad_sigma(a: np.ndarray) -> tuple[float, float]:
+    """(median, robust standard deviation 1.4826 x the median absolute deviation) of an array
+    (estimated on a regular sample of about 20,000 pixels)."""
+    a = _sample(a)
+    med = float(np.median(a))
+    return med, 1.4826 * float(np.median(np.abs(a - med)))
+
+
+def estimate_background(gray: np.ndarray, tiles: int = 16, window: int = 5, passes: int = 3) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W) float32: the smooth background under the ink (paper, shading, light).
+
+    Flat when at least half of the pixels lie within 2/255 of the median (a canvas, an MNIST digit,
+    clean paper). Otherwise the picture, shrunk to 4 `tiles` x 4 `tiles` pixels, is cut into
+    tiles x tiles tiles; the background is the median of each `window` x `window` block of tile
+    medians (a third of the picture), enlarged again (bilinear). A median ignores the ink where it
+    covers less than half of a block and keeps the edge of a shadow; `passes` - 1 times, pixels far
+    from the estimate (the ink) are replaced by it and the medians taken again, so that thick strokes
+    are not taken for background."""
+    sample = _sample(gray)
+    median = float(np.median(sample))
+    if np.count_nonzero(np.abs(sample - median) <= 2 / 255) >= 0.5 * sample.size:
+        return np.full(gray.shape, median, np.float32)
+    n = 4 * tiles
+    small = np.asarray(Image.fromarray(gray, mode="F").resize((n, n), Image.Resampling.BOX))
+    for i in range(passes):
+        cells = np.median(small.reshape(tiles, 4, tiles, 4).transpose(0, 2, 1, 3).reshape(tiles, tiles, 16), axis=-1)
+        bg = ndimage.median_filter(cells, size=window, mode="nearest").astype(np.float32)
+        if i == passes - 1:
+            break
+        estimate = np.asarray(Image.fromarray(bg, mode="F").resize((n, n), Image.Resampling.BILINEAR))
+        r = small - estimate
+        _, sigma = _mad_sigma(r)
+        small = np.where(np.abs(r) > max(0.05, 3 * sigma), estimate, small)
+    h, w = gray.shape
+    return np.asarray(Image.fromarray(bg, mode="F").resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def crop_to_ink(img: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -189,28 +296,124 @@ def centre_in_field(img: np.ndarray, size: int = SIZE, centre: float = CENTRE) -
     return out
 
 
-def preprocess(source, min_contrast: float = 0.15, min_ink: float = 0.0005,
-               threshold: float = 0.2) -> Preprocessed:
+def _structure(mask: np.ndarray) -> dict[str, float]:
+    """A boolean (h, w) mask of the kept ink -> its extent, stroke width and elongation."""
+    rows, cols = np.nonzero(mask)
+    h, w = int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1
+    box = np.pad(mask[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1], 1)
+    stroke = 2.0 * float(ndimage.distance_transform_edt(box).max())
+    cov = np.cov(np.stack([rows, cols]).astype(np.float64)) if len(rows) > 1 else np.zeros((2, 2))
+    evals, evecs = np.linalg.eigh(cov + 1e-9 * np.eye(2))
+    major = evecs[:, 1]                              # (row, column) direction of the longer axis
+    return {"height": h, "width": w, "stroke": stroke,
+            "elongation": float(np.sqrt(evals[1] / max(evals[0], 1e-9))),
+            "tilt": float(np.degrees(np.arctan2(abs(major[0]), abs(major[1]))))}   # 0: horizontal, 90: vertical
+
+
+def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: float = 6.0,
+               relative: float = 0.35, min_area: float = 0.0005, min_extent: float = 1.6,
+               max_elongation: float = 2.5, max_tilt: float = 30.0, max_cover: float = 0.5,
+               max_noise: float = 0.15, max_side: int = MAX_SIDE) -> Preprocessed:
     """Any picture of a digit -> an MNIST-like (28, 28) float32 image in [0, 1] (see the module doc).
 
-    It is blank (``.image is None``) when the ink differs from the background by less than
-    `min_contrast`, or covers less than `min_ink` of the picture (a fraction).
+    source: what :func:`load_image` reads (shrunk to at most `max_side` pixels a side first).
+    ink: "auto" (dark ink on light paper or light ink on dark, whichever stands out), "light" (a
+    canvas: white ink on black) or "dark". The steps, each kept in ``.steps``:
+
+    1. background: :func:`estimate_background`; the ink is what differs from it, in the ink's direction;
+    2. noise: sigma from the median absolute deviation; noisy pictures (sigma > 0.02) are smoothed
+       (Gaussian, 1 pixel) before thresholding;
+    3. threshold: the largest of `min_contrast`, median + `noise_k` x sigma (smoothed) and `relative`
+       x the ink's level (its 99.9th percentile);
+    4. speckle removed: connected pieces smaller than `min_area` of the picture, or than a tenth of
+       the largest piece, or far from it, are dropped;
+    5. crop, fit into 20x20 and centre by mass, as MNIST.
+
+    No digit (``.image`` None, ``.reason``): "no ink" when nothing differs from the background by
+    the threshold; "too little structure" when only specks are left, or the ink is a blob (its
+    extent below `min_extent` stroke widths: a tap) or a dash (elongation above `max_elongation`
+    within `max_tilt` degrees of horizontal); "ink everywhere" when the noise sigma exceeds
+    `max_noise`, the ink covers more than `max_cover` of the picture, or ink="light"/"dark" and the
+    background itself is ink-coloured (a filled canvas).
     """
-    gray = load_image(source)
+    if ink not in ("auto", "light", "dark"):
+        raise ValueError(f"ink must be 'auto', 'light' (white ink on black) or 'dark', got {ink!r}")
+    gray, notes = _load(source, max_side)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     steps = {"input (grayscale)": gray}
-    contrast = float(gray.max() - gray.min())
-    img, inverted = to_white_on_black(gray)
+    background = estimate_background(gray)
+    steps["background"] = background
+    residual = gray - background
+    if ink == "auto":
+        low, high = np.percentile(_sample(residual), [0.1, 99.9])
+        inverted = bool(-low > high)
+    else:
+        inverted = ink == "dark"
+    diff = -residual if inverted else residual
+    level = float(np.median(background))
+    stats = {"background": level}
+
+    def no_digit(reason):
+        return Preprocessed(None, inverted, steps, reason, notes, stats)
+
+    if ink != "auto" and (level < 0.5 if inverted else level > 0.5):
+        return no_digit(EVERYWHERE)                 # the "background" is ink-coloured: a filled canvas
+    med, sigma = _mad_sigma(diff)
+    stats["noise"] = sigma
+    if sigma > max_noise:
+        return no_digit(EVERYWHERE)
+    if sigma > 0.02:
+        diff = ndimage.gaussian_filter(diff, 1.0)
+        med, sigma = _mad_sigma(diff)
+    peak = float(np.percentile(_sample(diff), 99.9))
+    threshold = max(min_contrast, med + noise_k * sigma, relative * peak)
+    stats["threshold"] = threshold
+    steps["ink (background removed)"] = np.clip(diff / max(peak, min_contrast), 0.0, 1.0)
+    mask = diff > threshold
+    steps["ink mask (threshold)"] = mask.astype(np.float32)
+    if not mask.any():
+        return no_digit(NO_INK)
+    if mask.mean() > max_cover:
+        return no_digit(EVERYWHERE)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    areas = np.bincount(labels.ravel())[1:]
+    stats["pieces"] = n
+    big = int(areas.argmax())
+    slices = ndimage.find_objects(labels)
+    rs, cs = slices[big]
+    extent = max(rs.stop - rs.start, cs.stop - cs.start)
+    centre = np.array([(rs.start + rs.stop) / 2, (cs.start + cs.stop) / 2])
+    keep = np.zeros(n + 1, bool)
+    for i, (r, c) in enumerate(slices):
+        near = np.abs(np.array([(r.start + r.stop) / 2, (c.start + c.stop) / 2]) - centre).max() <= extent
+        keep[i + 1] = areas[i] >= max(min_area * mask.size, 0.1 * areas[big], 2) and near
+    kept = keep[labels]
+    stats["kept"] = int(keep.sum())
+    steps["digit strokes (speckle removed)"] = kept.astype(np.float32)
+    if not kept.any():
+        return no_digit(TOO_LITTLE)
+    shape = _structure(kept)
+    stats.update(shape)
+    if max(shape["height"], shape["width"]) < min_extent * shape["stroke"]:
+        return no_digit(TOO_LITTLE)                 # a tap or a blob
+    if shape["elongation"] > max_elongation and shape["tilt"] < max_tilt:
+        return no_digit(TOO_LITTLE)                 # a dash or a line, not a 1
+    strength = float(np.percentile(diff[kept], 90))
+    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
+    top, left = max(rows[0] - 2, 0), max(cols[0] - 2, 0)
+    box = (slice(top, rows[-1] + 3), slice(left, cols[-1] + 3))     # the kept ink, 2 pixels around
+    img = np.zeros(diff.shape, np.float32)
+    img[box] = np.where(ndimage.binary_dilation(kept[box], iterations=2),
+                        np.clip((diff[box] - med) / max(strength - med, 1e-6), 0.0, 1.0), 0.0)
     steps["white on black"] = img
-    ink = float((img > 0.5).mean())
-    if contrast < min_contrast or ink < min_ink:
-        return Preprocessed(None, inverted, steps, reason="no ink")
-    cropped = crop_to_ink(img, threshold)
+    cropped = crop_to_ink(img[box], 0.2)
     steps["cropped to the ink"] = cropped
     boxed = fit_box(cropped)
     steps[f"fitted into {BOX}x{BOX}"] = boxed
     image = centre_in_field(boxed)
     steps[f"centred in {SIZE}x{SIZE}"] = image
-    return Preprocessed(image, inverted, steps)
+    return Preprocessed(image, inverted, steps, None, notes, stats)
 
 
 def to_model_input(image: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD,

@@ -123,8 +123,6 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         dr.predict_image(nan, model)
     with pytest.raises(ValueError, match="shape"):
         dr.predict_image(np.zeros((28, 28, 2)), model)
-    with pytest.raises(ValueError, match=r"\[0, 1\] or \[0, 255\]"):
-        dr.predict_image(np.full((28, 28), -3.0), model)
     with pytest.raises(TypeError, match="file path"):
         dr.predict_image([[0, 1], [1, 0]], model)
     with pytest.raises(ValueError, match="k must be"):
@@ -199,13 +197,15 @@ def test_redrawn_test_digits_are_recognised(mnist, course_cnn):
     n = 1000 if mc.fast_mode() else len(mnist.X_test)
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(mnist.X_test))[:n]
-    images = np.stack([dr.preprocess(dr.draw_digit_on_canvas(mnist.X_test[i].numpy(), rng)).image
-                       for i in idx])
+    pres = [dr.preprocess(dr.draw_digit_on_canvas(mnist.X_test[i].numpy(), rng)) for i in idx]
+    found = np.array([not p.blank for p in pres])            # "no digit" counts as not recognised
+    images = np.stack([p.image for p in pres if not p.blank])
     with torch.no_grad():
         y_hat = model(dr.to_model_input(images, mean, std)).argmax(1)
-        acc_redrawn = (y_hat == mnist.y_test[idx]).float().mean().item()
+        acc_redrawn = (y_hat == mnist.y_test[idx][found]).float().sum().item() / n
         acc_plain = (model(mnist.normalize(mnist.X_test[idx])).argmax(1) == mnist.y_test[idx]).float().mean().item()
-    print(f"{where}: {n} digits, plain {acc_plain:.4f}, redrawn + preprocessed {acc_redrawn:.4f}")
+    print(f"{where}: {n} digits, plain {acc_plain:.4f}, redrawn + preprocessed {acc_redrawn:.4f}, "
+          f"{n - found.sum()} said no digit")
     assert acc_redrawn >= 0.97, f"only {acc_redrawn:.2%} of redrawn digits recognised ({where}; plain {acc_plain:.2%})"
 
 
@@ -250,13 +250,13 @@ def test_torch_threads_sets_and_restores():
 
 
 def test_benchmark_rows_time_each_model_with_the_asked_threads(mnist):
-    """The rows name each model, report its median time (a 10 ms model cannot take less) and the
+    """The rows name each model, report its median time (a 50 ms model cannot take less) and the
     threads it ran with; the caller's thread setting is restored."""
     before = torch.get_num_threads()
     other = 2 if before == 1 else 1
-    slow, fast = Slow(0.01), Slow(0.0)
+    slow, fast = Slow(0.05), Slow(0.0)
     rows = dr.benchmark_rows({"slow": slow, "fast": fast}, n=3, threads=other)
     assert [r["model"] for r in rows] == ["slow", "fast"]
-    assert rows[0]["ms"] >= 10 > rows[1]["ms"]
+    assert rows[0]["ms"] >= 50 > rows[1]["ms"]
     assert all(r["threads"] == other for r in rows) and slow.threads == fast.threads == {other}
     assert torch.get_num_threads() == before
