@@ -1,7 +1,7 @@
 """How fast is the course's way of feeding and training models? A report, not a test.
 
-    python -m mnist_course.benchmark                 # full run (about 13 minutes on 2 busy CPU cores)
-    python -m mnist_course.benchmark --quick         # a short run on a subset (about a minute)
+    python -m mnist_course.benchmark                 # full run (about 15 minutes on 2 busy CPU cores)
+    python -m mnist_course.benchmark --quick         # a short run on a subset (a few minutes)
     python -m mnist_course.benchmark --out results/benchmark.md   # also write the table (.md or .json)
 
 It prints Markdown tables in four parts:
