@@ -489,10 +489,10 @@ def evaluate(pictures, model, mean: float, std: float, pipelines=PIPELINES) -> d
     return {"rows": rows, "answers": answers}
 
 
-def _pct(x: float | None, met: bool | None = None) -> str:
+def _pct(x: float | None, met: bool | None = None, decimals: int = 1) -> str:
     if x is None:
         return "—"
-    return f"{100 * x:.1f}%" + ("" if met is None else (" ✓" if met else " ✗"))
+    return f"{100 * x:.{decimals}f}%" + ("" if met is None else (" ✓" if met else " ✗"))
 
 
 def markdown_table(report: dict) -> str:
@@ -511,7 +511,7 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {r['pipeline']}: {PIPELINE_NOTES[r['pipeline']]} | {_pct(r['digits'])} | "
                      f"{_pct(r['digits_gradient'], m['digits_gradient'])} | {_pct(r['blank_no_digit'], m['blank_no_digit'])} | "
                      f"{_pct(r['blank_declined'])} | {_pct(r['digits_not_sure'])} | "
-                     f"{_pct(r['confident_wrong'], m['confident_wrong'])} | {r['ms']:.1f} |")
+                     f"{_pct(r['confident_wrong'], m['confident_wrong'], 2)} | {r['ms']:.1f} |")
     return "\n".join(lines)
 
 

@@ -137,7 +137,7 @@ def test_the_pictures_part_is_rendered_or_says_why_it_is_missing(monkeypatch):
     part = {"n_digits": 300, "n_blank": 100, "seed": 0, "model": "cnn", "model_test_acc": 0.995,
             "total_s": 31.0, "rows": [row]}
     text = benchmark.pictures_markdown(part)
-    assert "300 MNIST test digits" in text and "98.5% ✓" in text and "99.5% ✓" in text and "0.4% ✓" in text
+    assert "300 MNIST test digits" in text and "98.5% ✓" in text and "99.5% ✓" in text and "0.40% ✓" in text
     assert pictures.CONFIDENT in text
 
     def missing(*args, **kwargs):

@@ -274,7 +274,7 @@ def test_markdown_table_marks_the_targets():
     row["met"] = pictures.targets_met(row)
     text = pictures.markdown_table({"rows": [dict(row, pipeline="new")]})
     line = text.splitlines()[-1]
-    assert "98.0% ✓" in line and "80.0% ✗" in line and "0.5% ✓" in line and line.endswith("| 1.2 |")
+    assert "98.0% ✓" in line and "80.0% ✗" in line and "0.50% ✓" in line and line.endswith("| 1.2 |")
 
 
 def test_cli_refuses_bad_sizes_and_an_existing_folder(tmp_path, capsys):
