@@ -193,7 +193,7 @@ def test_naive_input_inverts_a_light_page_and_shrinks_the_whole_picture():
     np.testing.assert_allclose(pictures.naive_input(255 - page), x, atol=1e-6)   # light on dark: kept as is
 
 
-def _old_drawing_module():
+def _old_drawing_module(folder):
     """drawing.py as it was before issue 10, read from git (skips outside a git checkout)."""
     import importlib.util
     import shutil
@@ -207,9 +207,7 @@ def _old_drawing_module():
     r = subprocess.run(["git", "-C", str(root), "show", "5e3b6a9:mnist_course/drawing.py"], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"commit 5e3b6a9 not available: {r.stderr.strip()}")
-    import tempfile
-
-    path = Path(tempfile.mkdtemp()) / "old_drawing.py"
+    path = folder / "old_drawing.py"
     path.write_text(r.stdout)
     spec = importlib.util.spec_from_file_location("mnist_course._old_drawing_for_test", path)
     module = importlib.util.module_from_spec(spec)
@@ -221,8 +219,8 @@ def _old_drawing_module():
     return module
 
 
-def test_the_frozen_copy_is_preprocess_before_issue_10():
-    old = _old_drawing_module()
+def test_the_frozen_copy_is_preprocess_before_issue_10(tmp_path):
+    old = _old_drawing_module(tmp_path)
     X, y = fake_digits(6)
     pics = pictures.picture_set(X, y, 6, 10, seed=7)
     page = np.full((50, 50), 200, np.uint8)
