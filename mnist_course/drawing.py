@@ -75,7 +75,10 @@ def _load(source, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
             where = "" if path.is_absolute() else f" (relative to the current folder {Path.cwd()})"
             raise FileNotFoundError(f"no image file at {path}{where}: check the path.")
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # shrunk right away
+                im = Image.open(path)
+            with im:
                 if im.format == "JPEG" and max(im.size) > max_side:
                     im.draft(im.mode, (max_side, max_side))     # decode at 1/2, 1/4 or 1/8 size
                 im.load()
@@ -313,7 +316,7 @@ def _structure(mask: np.ndarray) -> dict[str, float]:
 def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: float = 6.0,
                relative: float = 0.35, min_area: float = 0.0005, min_extent: float = 1.6,
                max_elongation: float = 2.5, max_tilt: float = 30.0, max_cover: float = 0.5,
-               max_noise: float = 0.15, max_side: int = MAX_SIDE) -> Preprocessed:
+               max_side: int = MAX_SIDE) -> Preprocessed:
     """Any picture of a digit -> an MNIST-like (28, 28) float32 image in [0, 1] (see the module doc).
 
     source: what :func:`load_image` reads (shrunk to at most `max_side` pixels a side first).
@@ -330,11 +333,12 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     5. crop, fit into 20x20 and centre by mass, as MNIST.
 
     No digit (``.image`` None, ``.reason``): "no ink" when nothing differs from the background by
-    the threshold; "too little structure" when only specks are left, or the ink is a blob (its
+    the threshold, or only specks with less ink than `min_area` in all; "too little structure"
+    when only specks are left, or the ink is a blob (its
     extent below `min_extent` stroke widths: a tap) or a dash (elongation above `max_elongation`
-    within `max_tilt` degrees of horizontal); "ink everywhere" when the noise sigma exceeds
-    `max_noise`, the ink covers more than `max_cover` of the picture, or ink="light"/"dark" and the
-    background itself is ink-coloured (a filled canvas).
+    within `max_tilt` degrees of horizontal); "ink everywhere" when the ink covers more than
+    `max_cover` of the picture, or ink="light"/"dark" and the background itself is ink-coloured (a
+    filled canvas). Plain noise, however strong, is "no ink": nothing stands out of it.
     """
     if ink not in ("auto", "light", "dark"):
         raise ValueError(f"ink must be 'auto', 'light' (white ink on black) or 'dark', got {ink!r}")
@@ -350,7 +354,9 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
         inverted = bool(-low > high)
     else:
         inverted = ink == "dark"
-    diff = -residual if inverted else residual
+    # dark ink: the fraction of light it takes from the paper (1 - gray / background), the same
+    # under bright and dim light; light ink on a dark canvas: what it adds to the background
+    diff = -residual / np.maximum(background, 0.1) if inverted else residual
     level = float(np.median(background))
     stats = {"background": level}
 
@@ -361,8 +367,6 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
         return no_digit(EVERYWHERE)                 # the "background" is ink-coloured: a filled canvas
     med, sigma = _mad_sigma(diff)
     stats["noise"] = sigma
-    if sigma > max_noise:
-        return no_digit(EVERYWHERE)
     if sigma > 0.02:
         diff = ndimage.gaussian_filter(diff, 1.0)
         med, sigma = _mad_sigma(diff)
@@ -383,16 +387,15 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     slices = ndimage.find_objects(labels)
     rs, cs = slices[big]
     extent = max(rs.stop - rs.start, cs.stop - cs.start)
-    centre = np.array([(rs.start + rs.stop) / 2, (cs.start + cs.stop) / 2])
     keep = np.zeros(n + 1, bool)
-    for i, (r, c) in enumerate(slices):
-        near = np.abs(np.array([(r.start + r.stop) / 2, (c.start + c.stop) / 2]) - centre).max() <= extent
-        keep[i + 1] = areas[i] >= max(min_area * mask.size, 0.1 * areas[big], 2) and near
+    for i, (r, c) in enumerate(slices):       # big enough, and less than half the extent away
+        gap = max(r.start - rs.stop, rs.start - r.stop, c.start - cs.stop, cs.start - c.stop, 0)
+        keep[i + 1] = areas[i] >= max(min_area * mask.size, 0.1 * areas[big], 2) and gap <= extent / 2
     kept = keep[labels]
     stats["kept"] = int(keep.sum())
     steps["digit strokes (speckle removed)"] = kept.astype(np.float32)
-    if not kept.any():
-        return no_digit(TOO_LITTLE)
+    if not kept.any():                              # only specks: a few, or many (salt)
+        return no_digit(NO_INK if mask.sum() < min_area * mask.size else TOO_LITTLE)
     shape = _structure(kept)
     stats.update(shape)
     if max(shape["height"], shape["width"]) < min_extent * shape["stroke"]:
@@ -404,8 +407,9 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     top, left = max(rows[0] - 2, 0), max(cols[0] - 2, 0)
     box = (slice(top, rows[-1] + 3), slice(left, cols[-1] + 3))     # the kept ink, 2 pixels around
     img = np.zeros(diff.shape, np.float32)
+    low = med + 3 * sigma                           # the noise floor maps to 0, the ink to 1
     img[box] = np.where(ndimage.binary_dilation(kept[box], iterations=2),
-                        np.clip((diff[box] - med) / max(strength - med, 1e-6), 0.0, 1.0), 0.0)
+                        np.clip((diff[box] - low) / max(strength - low, 1e-6), 0.0, 1.0), 0.0)
     steps["white on black"] = img
     cropped = crop_to_ink(img[box], 0.2)
     steps["cropped to the ink"] = cropped
@@ -502,7 +506,9 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST
     return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
 
 
-# "not sure" below this top probability; see calibrate_not_sure (placeholder until calibrated)
+# "Not sure" below this top probability: the course CNN's threshold, computed by calibrate_not_sure on
+# realistic pictures of 2,000 validation digits (recipes.BEST_CNN's split, seed 0; never the test set):
+#   python -m mnist_course.drawing --calibrate --n 2000
 NOT_SURE_BELOW = 0.5
 
 
@@ -517,20 +523,72 @@ def judge(probs: np.ndarray, classes: Sequence[str] = CLASSES,
     return "digit", None
 
 
+def not_sure_threshold(top: np.ndarray, correct: np.ndarray, max_confident_wrong: float = 0.005,
+                       grid: Sequence[float] = tuple(np.round(np.arange(0.30, 1.0, 0.01), 2))) -> float:
+    """The smallest threshold of `grid` at which at most `max_confident_wrong` of all answers are
+    confident and wrong: top (N,) top probabilities, correct (N,) booleans -> a float of `grid`.
+    Answers with top probability below the threshold are "not sure"; raises ValueError when no grid
+    value is strict enough."""
+    top, correct = np.asarray(top, dtype=np.float64), np.asarray(correct, dtype=bool)
+    if top.shape != correct.shape or top.ndim != 1 or len(top) == 0:
+        raise ValueError(f"top and correct must be two (N,) arrays with N > 0, got {top.shape} and {correct.shape}")
+    for t in sorted(grid):
+        if np.count_nonzero((top >= t) & ~correct) <= max_confident_wrong * len(top):
+            return float(t)
+    raise ValueError(f"even at {max(grid)} more than {max_confident_wrong:.2%} of the answers are confident "
+                     "and wrong: the model is not good enough on these pictures.")
+
+
+def validation_pictures(n: int = 2000, seed: int = 0, val_size: int | None = None) -> list:
+    """Realistic pictures (:func:`mnist_course.pictures.picture_set`) of n digits from the
+    validation split (recipes.BEST_CNN's val_size, split seed 0: never the test set):
+    a list of (uint8 (H, W) picture, label int, kind str)."""
+    from .data import load_mnist
+    from .pictures import picture_set
+    from .recipes import BEST_CNN
+
+    data = load_mnist("mnist")
+    _, _, X_val, y_val = data.split(BEST_CNN["val_size"] if val_size is None else val_size, seed=0)
+    return picture_set(X_val.numpy(), y_val.numpy(), n, 0, seed=seed)
+
+
+def calibrate_not_sure(model: torch.nn.Module, pictures: Sequence, mean: float = MNIST_MEAN,
+                       std: float = MNIST_STD, max_confident_wrong: float = 0.005) -> dict:
+    """Preprocess and predict each (picture, label, kind) of `pictures` (from :func:`validation_pictures`)
+    -> {"threshold": the not_sure_threshold, "n", "no_digit": pictures said to have no digit,
+    "accuracy": correct answers at any confidence, "not_sure": answers below the threshold,
+    "confident_wrong": wrong answers at or above it} (fractions of n)."""
+    top, correct, blank = [], [], 0
+    for picture, label, _ in pictures:
+        pre = preprocess(picture)
+        if pre.blank:
+            blank += 1
+            continue
+        probs = predict_probs(model, pre.image, mean, std)
+        top.append(float(probs.max()))
+        correct.append(int(probs.argmax()) == label)
+    top, correct, n = np.array(top), np.array(correct, bool), len(pictures)
+    threshold = not_sure_threshold(top, correct, max_confident_wrong * n / max(len(top), 1))
+    return {"threshold": threshold, "n": n, "no_digit": blank / n, "accuracy": correct.sum() / n,
+            "not_sure": float((top < threshold).sum() / n),
+            "confident_wrong": float(((top >= threshold) & ~correct).sum() / n)}
+
+
 def predict_image(source, model: torch.nn.Module, k: int = 3, mean: float = MNIST_MEAN,
-                  std: float = MNIST_STD, classes: Sequence[str] = CLASSES) -> Prediction:
+                  std: float = MNIST_STD, classes: Sequence[str] = CLASSES, ink: str = "auto") -> Prediction:
     """A picture (path to a PNG/JPEG, PIL image, array, tensor: any size, RGB(A) or grayscale) ->
     Prediction with status "digit", "not sure" or "no digit" (see :class:`Prediction`).
 
     The one code path of the pad, notebook 08 and the web service. "No digit" is decided by
     :func:`preprocess` before the model is asked; "not sure" by :func:`judge` from the model's
-    probabilities. Raises FileNotFoundError or ValueError (unreadable file, empty image, NaNs)
-    with a message saying what to fix.
+    probabilities. ink: "auto", or "light" for a canvas of white ink on black (the pad: a filled
+    canvas is then "ink everywhere"), "dark" for dark ink on paper. Raises FileNotFoundError or
+    ValueError (unreadable file, empty image, NaNs) with a message saying what to fix.
     """
     if not 1 <= k <= len(classes):
         raise ValueError(f"k must be between 1 and {len(classes)}, got {k}")
     start = time.perf_counter()
-    pre = preprocess(source)
+    pre = preprocess(source, ink=ink)
     if pre.blank:
         return Prediction(None, [], None, time.perf_counter() - start, status="no digit", reason=pre.reason)
     model_start = time.perf_counter()
@@ -653,3 +711,23 @@ def benchmark_rows(models: dict[str, torch.nn.Module] | None = None, n: int = 50
             rows.append({"task": "drawing: preprocess + predict one 280x280 canvas", "model": name,
                          "ms": round(ms, 3), "goal": "<= 5 ms", "threads": used})
     return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Calibrate the 'not sure' threshold of predict_image "
+                                     "on realistic pictures of validation digits (never the test set).")
+    parser.add_argument("--calibrate", action="store_true", help="compute NOT_SURE_BELOW")
+    parser.add_argument("--n", type=int, default=2000, help="validation digits (default 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.calibrate:
+        parser.error("nothing to do: give --calibrate")
+    from .pretrained import load_course_model
+
+    cnn, info = load_course_model("cnn", device="cpu", train_if_missing=False)
+    result = calibrate_not_sure(cnn, validation_pictures(args.n, args.seed), info["mean"], info["std"])
+    print(f"course CNN ({info['path']}) on {args.n} validation pictures: " +
+          ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    print(f"NOT_SURE_BELOW = {result['threshold']}  (in the code: {NOT_SURE_BELOW})")
