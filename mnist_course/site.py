@@ -114,6 +114,13 @@ def exporter():
         def latex_environment(self, name: str, body: str) -> str:
             return latex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display=True)
 
+        def heading(self, text: str, level: int, **attrs) -> str:
+            # nbconvert adds the heading's anchor by re-serialising it with ElementTree, which turns
+            # <math xmlns="..."> into <ns0:math>: a tag no browser renders. Undo the prefix.
+            out = super().heading(text, level, **attrs)
+            out = re.sub(r'\s+xmlns:ns0="[^"]*"', "", out)
+            return re.sub(r"<(/?)ns0:", r"<\1", out)
+
     class SiteExporter(HTMLExporter):
         @pass_context
         def markdown2html(self, context, source):
@@ -286,7 +293,7 @@ def describe(path: Path, nb, results: dict) -> Page:
     page.title = heading.group(1).strip() if heading else stem
     body = first[heading.end():] if heading else first
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", body) if p.strip()]
-    page.summary = paragraphs[0] if paragraphs else ""
+    page.summary = "\n\n".join(paragraphs[:2] if paragraphs and paragraphs[0].endswith(":") else paragraphs[:1])
     page.seconds = nb.metadata.get("papermill", {}).get("duration")
     page.results = [e for e in results.get("results", {}).values() if e.get("notebook") == stem]
     clean = repo_root() / "notebooks" / path.name
@@ -367,7 +374,7 @@ def index_markdown(pages: list[Page], run_note: str) -> str:
              "the notebooks as they ran, outputs and figures included; to run them yourself, "
              "`make lab` (see the README).", ""]
     if run_note:
-        lines += [run_note, ""]
+        lines += [f'<p class="run-banner">{run_note}</p>', ""]
     lines += ["## The course map", "", '<div class="course-map">', ""]
     for p in pages:
         results = "".join(f"<li>{html.escape(e['label'])}: <b>{html.escape(format_value(e))}</b></li>"

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ import mnist_course as mc
 from mnist_course.course import course_notebooks
 
 pytestmark = pytest.mark.slow
+
+KEPT_RUN = mc.repo_root() / "build" / "test" / "fast-run"  # this test's run, kept for tests/test_site.py
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
@@ -32,7 +35,10 @@ def top_level(folder: Path) -> dict[str, str]:
 
 def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     out, figures, results = tmp_path / "executed", tmp_path / "figures", tmp_path / "results.json"
-    env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0", MPLBACKEND="Agg",
+    shutil.rmtree(KEPT_RUN, ignore_errors=True)  # a failed run leaves none for tests/test_site.py
+    # Figures as outputs (the inline backend, as in `make course`): tests/test_site.py shows them.
+    env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0",
+               MPLBACKEND="module://matplotlib_inline.backend_inline",
                MNIST_COURSE_FIGURES=str(figures), MNIST_COURSE_RESULTS=str(results))
     env.pop("MNIST_COURSE_RECORD", None)
     temp = tmp_path / "tmp"  # the notebooks' temporary files: nothing may be left behind (notebook 08 once was)
@@ -69,6 +75,10 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     assert (models / "fast" / "course_cnn.safetensors").is_file(), "fast-mode course models belong in <models>/fast"
     left = sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_"))  # PyTorch's own cache
     assert not left, f"the notebooks left temporary files behind: {left}"
+    # Keep the run: tests/test_site.py builds the website from it instead of running the course again.
+    shutil.copytree(out, KEPT_RUN / "notebooks")
+    shutil.copytree(figures, KEPT_RUN / "figures")
+    shutil.copyfile(results, KEPT_RUN / "results.json")
 
 
 def test_course_runner_rejects_unknown_notebook(tmp_path):
