@@ -346,8 +346,8 @@ def benchmark_rows(models: dict[str, nn.Module] | list[str] | None = None, repea
                    warmup: int = 20, threads: int = 1) -> list[dict]:
     """Median single-image latency (ms), PyTorch eager vs ONNX Runtime, on the same normalised test digit,
     `threads` threads each, warm-up runs excluded. models: {name: module}, names of course models, or
-    None for the course's cnn and mlp. Exports in memory (writes nothing). Rows {"task", "model", "ms",
-    "goal", "threads"}; a third row per model gives the speed-up (ms is None there)."""
+    None for the course's cnn and mlp. Exports in memory (writes nothing). Two rows per model,
+    {"task", "model", "ms", "goal", "threads"}, like mnist_course.drawing.benchmark_rows."""
     from .data import load_mnist
     from .drawing import torch_threads
 

@@ -139,7 +139,7 @@ def test_a_file_that_does_not_match_pytorch_is_never_written(models_home, tmp_pa
     with pytest.raises(ExportError, match=r"does not match PyTorch .* nothing was written"):
         export_onnx("cnn", out)
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # neither the file nor a temporary one
-    assert main(["--model", "cnn", "--out", str(out)]) == 1
+    assert main(["--model", "mlp", "--out", str(out)]) == 1  # the command says so and fails
     assert "limit 0.0001" in capsys.readouterr().err and not out.exists()
 
 
@@ -259,3 +259,39 @@ def test_benchmark_rows_time_both_engines_per_model_on_one_thread(mnist, monkeyp
         for task in ("one image: PyTorch eager", "one image: ONNX Runtime (exported file)")]
     assert all(r["threads"] == 1 and set(r) == {"task", "model", "ms", "goal", "threads"} for r in rows)
     assert sessions == [1, 1]  # one ONNX Runtime session per model, one thread each
+
+
+ORT_WEB = mc.utils.repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"
+NODE_SCRIPT = """
+import * as ort from %(ort)s;
+import fs from "fs";
+ort.env.wasm.numThreads = 1;
+const buf = fs.readFileSync(%(x)s);
+const x = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+const session = await ort.InferenceSession.create(fs.readFileSync(%(model)s), {executionProviders: ["wasm"]});
+const out = await session.run({input: new ort.Tensor("float32", x, [%(n)d, 1, 28, 28])});
+fs.writeFileSync(%(y)s, Buffer.from(out.logits.data.buffer, out.logits.data.byteOffset, out.logits.data.byteLength));
+"""
+
+
+def test_onnxruntime_web_runs_the_file_like_onnxruntime(models_home, tmp_path, mnist):
+    """The drawing page's engine (onnxruntime-web's wasm backend, from `make web-deps`), run by Node."""
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None or not ORT_WEB.is_file():
+        pytest.skip(f"needs node and {ORT_WEB} (make web-deps)")
+    out = tmp_path / "cnn.onnx"
+    export_onnx("cnn", out, verify=False)
+    X = mnist.normalize(mnist.X_test[:16]).numpy()
+    X.astype("<f4").tofile(tmp_path / "x.f32")
+    script = tmp_path / "run.mjs"
+    script.write_text(NODE_SCRIPT % {"ort": json.dumps(str(ORT_WEB)), "x": json.dumps(str(tmp_path / "x.f32")),
+                                     "model": json.dumps(str(out)), "y": json.dumps(str(tmp_path / "y.f32")),
+                                     "n": len(X)})
+    result = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    web = np.fromfile(tmp_path / "y.f32", dtype="<f4").reshape(len(X), 10)
+    sess, _ = load_onnx(out)
+    expected = run_onnx(sess, X)
+    assert np.abs(web - expected).max() <= 1e-4 and (web.argmax(1) == expected.argmax(1)).all()
