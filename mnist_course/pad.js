@@ -3,16 +3,14 @@
 // The browser draws the ink itself, at once; the kernel only gets the strokes, in the synced
 // `strokes` trait: [[[x, y], ...], ...] in frame pixels (0..size), never in screen pixels.
 // - Only a pressed button (or a finger, or a pen) draws and sends: hovering sends nothing.
-// - While drawing, the strokes go to the kernel at most once every THROTTLE_MS; always when the
-//   stroke ends.
+// - While drawing, the strokes go to the kernel at most once every `throttle` seconds; always when
+//   the stroke ends.
 // - setPointerCapture keeps the stroke going when the pointer leaves the canvas with the button
 //   held; without capture, re-entering with the button held continues it.
 // - Every view paints `strokes` when it is rendered, so a reloaded page, a reopened notebook or a
 //   second view shows the same ink.
 // - The canvas is shown at any width with a 1:1 aspect ratio (pad.css); points are mapped to the
 //   size x size frame with getBoundingClientRect.
-
-const THROTTLE_MS = 100;
 
 function render({ model, el }) {
   const canvas = document.createElement("canvas");
@@ -91,7 +89,7 @@ function render({ model, el }) {
   }
 
   function sendSoon() {
-    const wait = THROTTLE_MS - (performance.now() - lastSent);
+    const wait = 1000 * model.get("throttle") - (performance.now() - lastSent);
     if (wait <= 0) send();
     else if (timer === null) timer = setTimeout(() => current && send(), wait);
   }

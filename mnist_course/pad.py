@@ -2,7 +2,8 @@
 
 The canvas is an anywidget (:class:`StrokeCanvas`, front end in ``pad.js`` and ``pad.css``): the
 browser draws the ink itself and sends the kernel only the strokes, in frame pixels, only while a
-button is pressed (hovering costs the kernel nothing), at most every 0.1 s and when a stroke ends.
+button is pressed (hovering costs the kernel nothing), at most every `throttle` seconds (0.1) and
+when a stroke ends.
 The strokes live in a synced trait, so a reloaded page, a reopened notebook or a second view shows
 them again; re-running the cell gives a new, empty pad.
 
@@ -53,13 +54,15 @@ def _canvas_class():
     class StrokeCanvas(anywidget.AnyWidget):
         """A square canvas that keeps its strokes in the synced trait `strokes`:
         [[[x, y], ...], ...] in frame pixels (0..size, 0..size), drawn with a round brush of
-        diameter `brush` frame pixels. Shown at most size x size, smaller in a narrow window."""
+        diameter `brush` frame pixels. Shown at most size x size, smaller in a narrow window. While a
+        stroke is drawn the browser sends the strokes at most every `throttle` seconds."""
 
         _esm = HERE / "pad.js"
         _css = HERE / "pad.css"
         strokes = traitlets.List().tag(sync=True)
         size = traitlets.Int(280).tag(sync=True)
         brush = traitlets.Float(280 * BRUSH).tag(sync=True)
+        throttle = traitlets.Float(0.1).tag(sync=True)   # seconds between two sends while drawing
 
     return StrokeCanvas
 
@@ -113,7 +116,8 @@ class DrawingPad:
     The strokes are ``pad.strokes`` (lists of (x, y) frame points), synced with the browser through
     ``pad.canvas.strokes``. Each change predicts with ``drawing.predict_image`` on ``pad.image()``;
     strokes drawn from Python (``on_mouse_*``, ``on_touch_*``) predict at most once every
-    `throttle` seconds while drawing and always when a stroke ends (the browser throttles itself).
+    `throttle` seconds while drawing and always when a stroke ends; the browser sends its strokes
+    as often.
     ``pad.times[name]``: the model's own seconds per guess, after a warm-up call made here and
     never timed. Errors inside handlers are shown in the pad (``pad.errors``, ``pad.last_error``).
     Display it by leaving ``pad`` last in a cell (or ``display(pad.widget)``).
@@ -152,7 +156,7 @@ class DrawingPad:
     def _build(self) -> None:
         import ipywidgets as W
 
-        self.canvas = _canvas_class()(size=self.size, brush=self.brush)
+        self.canvas = _canvas_class()(size=self.size, brush=self.brush, throttle=self.throttle)
         self.clear_button = W.Button(description="Clear", icon="eraser", layout=W.Layout(width="90px"))
         self.undo_button = W.Button(description="Undo", icon="undo", layout=W.Layout(width="90px"))
         self.selector = W.ToggleButtons(options=list(self.models), description="Model:",
