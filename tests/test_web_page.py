@@ -52,6 +52,11 @@ DIGITS = {
     "2": [[(0.28, 0.32), (0.36, 0.20), (0.52, 0.16), (0.66, 0.22), (0.70, 0.36), (0.62, 0.50),
            (0.28, 0.82), (0.75, 0.82)]],
 }
+# Not digits: both engines must say "no digit", for the same reason.
+NOT_DIGITS = {
+    "a tap": [[(0.5, 0.5), (0.5, 0.5)]],
+    "a dash": [[(0.25, 0.50), (0.75, 0.52)]],
+}
 
 
 def missing(what: str) -> None:
@@ -136,14 +141,20 @@ class Page:
     def answer(self, engine: str) -> dict:
         """Wait for `engine`'s answer to the current drawing; {digit, status, answer, meta, seconds}."""
         start = time.perf_counter()
-        self.page.wait_for_function(
-            """engine => { const r = document.getElementById('result');
-                           return r.dataset.engine === engine
-                                  && r.dataset.version === document.getElementById('pad').dataset.version; }""",
-            arg=engine, timeout=ANSWER_S * 1000)
+        try:   # done when the result is this engine's answer to the drawing as it is, or an error shows
+            self.page.wait_for_function(
+                """engine => { const r = document.getElementById('result');
+                               return !document.getElementById('error').hidden || (r.dataset.engine === engine
+                                      && r.dataset.version === document.getElementById('pad').dataset.version); }""",
+                arg=engine, timeout=ANSWER_S * 1000)
+        except Exception as e:
+            state = self.page.evaluate("() => [{...document.getElementById('result').dataset}, "
+                                       "document.getElementById('pad').dataset.version]")
+            raise AssertionError(f"no {engine} answer within {ANSWER_S} s; result {state[0]}, "
+                                 f"drawing version {state[1]}, console errors {self.errors}") from e
         seconds = time.perf_counter() - start
         out = self.page.evaluate("""() => { const r = document.getElementById('result');
-            return {digit: r.dataset.digit, status: r.dataset.status,
+            return {digit: r.dataset.digit, status: r.dataset.status, reason: r.dataset.reason,
                     answer: document.getElementById('answer').textContent,
                     meta: document.getElementById('meta').textContent,
                     error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; }""")
@@ -240,6 +251,15 @@ def test_draw_digits_server_and_browser_agree(server, browser):
         assert not wrong, f"(drawn, server, browser) where an answer is wrong or they disagree: {wrong}"
         assert all("on the server" in s["meta"] and "in the browser" in w["meta"] for _, s, w in report), \
             "the page does not say which engine answered"
+        for what, strokes in NOT_DIGITS.items():
+            page.engine("server")
+            page.draw(strokes)
+            srv = page.answer("server")
+            page.engine("browser")
+            web = page.answer("browser")
+            print(f"drew {what}: server {srv['answer']!r} {srv['reason']!r}, browser {web['answer']!r} {web['reason']!r}")
+            assert srv["status"] == web["status"] == "no digit" and srv["reason"] == web["reason"], \
+                f"drew {what}: the server says {srv['answer']!r} ({srv['reason']}), the browser {web['answer']!r} ({web['reason']})"
 
         # 2. In-browser mode while drawing: right answers, and no request to the service at all.
         page.engine("browser")

@@ -312,7 +312,7 @@ function show(answer, version) {
     : `model ${ms(answer.modelMs)}, with preprocessing ${ms(answer.totalMs)}`;
   $("meta").textContent = `answered ${answer.engineLabel} · model ${answer.model} · ${time}`;
   Object.assign(result.dataset, { version: String(version), engine: answer.engine, digit: answer.digit ?? "",
-                                  status: answer.status });
+                                  status: answer.status, reason: answer.reason ?? "" });
 }
 
 function showEmpty() {
@@ -321,7 +321,7 @@ function showEmpty() {
   $("meta").textContent = "";
   $("input").removeAttribute("src");
   setBars(null);
-  Object.assign(result.dataset, { version: String(state.version), engine: "", digit: "", status: "empty" });
+  Object.assign(result.dataset, { version: String(state.version), engine: "", digit: "", status: "empty", reason: "" });
 }
 
 function showError(message) {
