@@ -180,6 +180,20 @@ class Browser:
             return ink / (c.width * c.height);
         }""", CANVAS)
 
+    def ink_box(self) -> list[float]:
+        """[left, top, right, bottom] of the ink on the pad's canvas, as fractions of its frame."""
+        return self.page.evaluate("""(selector) => {
+            const c = document.querySelector(selector);
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let x0 = c.width, y0 = c.height, x1 = -1, y1 = -1;
+            for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+                if (d[4 * (y * c.width + x)] > 128) {
+                    x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+                }
+            }
+            return [x0 / c.width, y0 / c.height, (x1 + 1) / c.width, (y1 + 1) / c.height];
+        }""", CANVAS)
+
     def clear(self) -> None:
         self.page.locator(".jupyter-widgets button", has_text="Clear").first.click()
         self.expect_label(r"no digit")
@@ -331,3 +345,6 @@ def test_the_pad_stays_square_in_a_narrow_window(jupyterlab, tmp_path):
         b.clear()
         b.stroke((0.15, 0.15), (0.85, 0.15), (0.4, 0.9))
         b.expect_label(r"CNN: 7 \(")
+        r = 1 / 32                      # the brush's radius, as a fraction of the frame
+        assert b.ink_box() == pytest.approx([0.15 - r, 0.15 - r, 0.85 + r, 0.9 + r], abs=0.05), \
+            "the stroke is not where it was drawn: screen pixels not mapped to the frame"
