@@ -21,6 +21,7 @@ function render({ model, el }) {
 
   let base = null; // the strokes there were when the current stroke began
   let current = null; // the stroke being drawn: [[x, y], ...], or null
+  let pointer = null; // the pointer drawing it (a second finger is ignored)
   let lastSent = 0;
   let timer = null;
 
@@ -130,8 +131,9 @@ function render({ model, el }) {
   const held = (e) => (e.buttons & 1) === 1 || e.pointerType !== "mouse";
 
   canvas.addEventListener("pointerdown", (e) => {
-    if (e.pointerType === "mouse" && e.button !== 0) return;
+    if (current || (e.pointerType === "mouse" && e.button !== 0)) return;
     e.preventDefault();
+    pointer = e.pointerId;
     try {
       canvas.setPointerCapture(e.pointerId);
     } catch (_) {
@@ -140,7 +142,7 @@ function render({ model, el }) {
     start(e);
   });
   canvas.addEventListener("pointermove", (e) => {
-    if (!current) return; // hovering: nothing is drawn, nothing is sent
+    if (!current || e.pointerId !== pointer) return; // hovering: nothing is drawn, nothing is sent
     if (!held(e)) {
       end(); // the button was released where we could not see it
       return;
@@ -148,10 +150,13 @@ function render({ model, el }) {
     extend(e);
   });
   canvas.addEventListener("pointerenter", (e) => {
-    if (current && !held(e)) end();
+    if (current && e.pointerId === pointer && !held(e)) end();
   });
-  canvas.addEventListener("pointerup", end);
-  canvas.addEventListener("pointercancel", end);
+  const release = (e) => {
+    if (e.pointerId === pointer) end();
+  };
+  canvas.addEventListener("pointerup", release);
+  canvas.addEventListener("pointercancel", release);
 
   const repaint = () => {
     if (!current) paint();
