@@ -509,7 +509,7 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST
 # "Not sure" below this top probability: the course CNN's threshold, computed by calibrate_not_sure on
 # realistic pictures of 2,000 validation digits (recipes.BEST_CNN's split, seed 0; never the test set):
 #   python -m mnist_course.drawing --calibrate --n 2000
-NOT_SURE_BELOW = 0.5
+NOT_SURE_BELOW = 0.81
 
 
 def judge(probs: np.ndarray, classes: Sequence[str] = CLASSES,

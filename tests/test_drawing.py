@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -397,7 +398,8 @@ def test_usual_value_ranges_give_no_note():
 @pytest.mark.parametrize("as_file", [True, False])
 def test_huge_pictures_are_shrunk_before_any_float_work(tmp_path, as_file):
     """A 10000 x 10000 picture (once 19 s and 2.3 GB) is worked on at most MAX_SIDE pixels a side,
-    and gives the same digit as a small one."""
+    with less than 20 MB of arrays allocated (PIL's own decoding buffer aside), and gives the same
+    digit as a small one."""
     big = np.zeros((10_000, 10_000), np.uint8)
     big[1000:9000, 4000:6000] = 255                            # the bar of bar_image, 40 times larger
     source = big
@@ -405,7 +407,13 @@ def test_huge_pictures_are_shrunk_before_any_float_work(tmp_path, as_file):
         source = tmp_path / "huge.png"
         Image.fromarray(big).save(source)
         del big
-    pre = dr.preprocess(source)
+    tracemalloc.start()                                        # NumPy's allocations are traced
+    try:
+        pre = dr.preprocess(source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB allocated for a picture of 100 MB"
     assert max(pre.steps["input (grayscale)"].shape) <= dr.MAX_SIDE
     assert all(max(step.shape) <= dr.MAX_SIDE for step in pre.steps.values())
     small = np.zeros((250, 250), np.uint8)
@@ -451,3 +459,33 @@ def test_not_sure_threshold_is_the_smallest_that_keeps_confident_wrong_answers_r
         dr.not_sure_threshold(np.ones(4), np.zeros(4, bool), 0.0)
     with pytest.raises(ValueError, match="two"):
         dr.not_sure_threshold(top, correct[:3])
+
+
+def test_not_sure_below_is_what_the_calibration_computes(monkeypatch):
+    """NOT_SURE_BELOW is calibrate_not_sure's threshold for the course CNN on validation pictures.
+    Full mode recomputes it on the same 2,000 pictures as the command in drawing.py (a few minutes)
+    and requires the same value; fast mode takes the first 300 of them (picture_set's prefix) and
+    requires at most 1 % confident wrong answers there at the constant. Skipped without the course CNN."""
+    from mnist_course.pretrained import load_course_model
+
+    fast = mc.fast_mode()
+    monkeypatch.setenv("MNIST_COURSE_FAST", "0")              # the full course model, in any mode
+    try:
+        model, info = load_course_model("cnn", device="cpu", train_if_missing=False)
+    except FileNotFoundError:
+        pytest.skip("no course CNN in models/ (run notebook 06 or make course)")
+    n = 300 if fast else 2000
+    if n == 2000:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = dr.calibrate_not_sure(model, dr.validation_pictures(n, seed=0), info["mean"], info["std"])
+        assert result["threshold"] == dr.NOT_SURE_BELOW, result
+    else:
+        top, correct = [], []
+        for picture, label, _ in dr.validation_pictures(n, seed=0):
+            pred = dr.predict_image(picture, model, mean=info["mean"], std=info["std"])
+            if pred.probs is not None:
+                top.append(pred.probs.max())
+                correct.append(int(pred.probs.argmax()) == label)
+        wrong_and_sure = np.count_nonzero((np.array(top) >= dr.NOT_SURE_BELOW) & ~np.array(correct, bool))
+        assert wrong_and_sure <= 0.01 * n, f"{wrong_and_sure} of {n} confident and wrong"
