@@ -392,3 +392,13 @@ def test_latex_becomes_mathml():
         site_mod.latex_to_mathml("x^", display=True)
     with pytest.raises(site_mod.SiteError, match=r"uses \\undefinedcmd"):  # left as raw text by latex2mathml
         site_mod.latex_to_mathml(r"\undefinedcmd{g} + 1", display=False)
+
+
+def test_results_page_has_the_readme_blocks():
+    from mnist_course import results
+
+    readme = (mc.repo_root() / "README.md").read_text()
+    page = site_mod.results_markdown(results.tracked_results_path(), None)
+    for start, end in [(results.START, results.END), (results.BENCH_START, results.BENCH_END)]:
+        block = readme.split(start, 1)[1].split(end, 1)[0].strip()
+        assert block and block in page, f"the results page lacks the README's block {start[:30]}..."
