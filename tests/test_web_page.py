@@ -155,6 +155,7 @@ class Page:
         seconds = time.perf_counter() - start
         out = self.page.evaluate("""() => { const r = document.getElementById('result');
             return {digit: r.dataset.digit, status: r.dataset.status, reason: r.dataset.reason,
+                    probabilities: JSON.parse(r.dataset.probabilities),
                     answer: document.getElementById('answer').textContent,
                     meta: document.getElementById('meta').textContent,
                     error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; }""")
@@ -249,6 +250,14 @@ def test_draw_digits_server_and_browser_agree(server, browser):
         wrong = [(d, s["answer"], w["answer"]) for d, s, w in report
                  if not (s["digit"] == w["digit"] == d and s["status"] == w["status"] == "digit")]
         assert not wrong, f"(drawn, server, browser) where an answer is wrong or they disagree: {wrong}"
+        # Same model input, same weights (ONNX's logits match PyTorch's to 1e-4): the same probabilities,
+        # compared as log-probabilities so that a confident answer's tiny ones count too.
+        def log(p):
+            return np.log(np.maximum(np.asarray(p, np.float64), 1e-30))
+
+        gaps = {d: float(np.abs(log(s["probabilities"]) - log(w["probabilities"])).max()) for d, s, w in report}
+        print("largest gap between the server's and the browser's log-probabilities, per digit:", gaps)
+        assert max(gaps.values()) < 1e-3, f"the browser's log-probabilities differ from the server's: {gaps}"
         assert all("on the server" in s["meta"] and "in the browser" in w["meta"] for _, s, w in report), \
             "the page does not say which engine answered"
         for what, strokes in NOT_DIGITS.items():

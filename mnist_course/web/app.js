@@ -312,7 +312,8 @@ function show(answer, version) {
     : `model ${ms(answer.modelMs)}, with preprocessing ${ms(answer.totalMs)}`;
   $("meta").textContent = `answered ${answer.engineLabel} · model ${answer.model} · ${time}`;
   Object.assign(result.dataset, { version: String(version), engine: answer.engine, digit: answer.digit ?? "",
-                                  status: answer.status, reason: answer.reason ?? "" });
+                                  status: answer.status, reason: answer.reason ?? "",
+                                  probabilities: JSON.stringify(answer.probabilities ? Array.from(answer.probabilities) : null) });
 }
 
 function showEmpty() {
@@ -321,7 +322,8 @@ function showEmpty() {
   $("meta").textContent = "";
   $("input").removeAttribute("src");
   setBars(null);
-  Object.assign(result.dataset, { version: String(state.version), engine: "", digit: "", status: "empty", reason: "" });
+  Object.assign(result.dataset, { version: String(state.version), engine: "", digit: "", status: "empty", reason: "",
+                                  probabilities: "null" });
 }
 
 function showError(message) {
