@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib
+import inspect
 import json
 import platform
 import statistics
@@ -241,18 +242,19 @@ def model_latencies(device, repeats: int) -> list[dict]:
     return rows
 
 
-def plugin_latencies(device) -> list[dict]:
-    """Rows from register_latency(...) and from PLUGINS modules' benchmark_rows(models=...)."""
+def plugin_latencies(device, quick: bool = False) -> list[dict]:
+    """Rows from register_latency(...) and from PLUGINS modules' benchmark_rows(models=...); a plugin
+    whose benchmark_rows takes a `quick` argument gets quick=True in a --quick run."""
     from .models import build_model
 
     rows = [{"task": task, "model": "", "ms": latency_ms(fn, repeats=50)} for task, fn in _LATENCY.items()]
     models = {"mlp": build_model("mlp").eval(), "cnn": build_model("cnn_best").eval()}  # untrained: timing only
     for name in PLUGINS:
-        rows += _plugin_rows(name, models)
+        rows += _plugin_rows(name, models, quick)
     return rows
 
 
-def _plugin_rows(name: str, models: dict) -> list[dict]:
+def _plugin_rows(name: str, models: dict, quick: bool = False) -> list[dict]:
     """A plugin's rows, or one row saying why there are none (a failure never stops the benchmark)."""
     def failed(what: str, e: BaseException) -> list[dict]:
         print(f"    {name}: {what}: {type(e).__name__}: {e}", flush=True)
@@ -265,7 +267,8 @@ def _plugin_rows(name: str, models: dict) -> list[dict]:
     if not hasattr(module, "benchmark_rows"):
         return [{"task": f"{name}: has no benchmark_rows(models=None) function", "model": "", "ms": None}]
     try:
-        rows = list(module.benchmark_rows(models=models))
+        kwargs = {"quick": True} if quick and "quick" in inspect.signature(module.benchmark_rows).parameters else {}
+        rows = list(module.benchmark_rows(models=models, **kwargs))
     except Exception as e:  # a plugin's failure must not lose the rest of the report
         return failed("benchmark_rows failed", e)
     bad = [r for r in rows if not isinstance(r, dict) or "task" not in r or not
@@ -344,7 +347,7 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
                                   "examples": examples, "ratio": course["seconds"] / examples["seconds"]}
 
     print("3/4 latency", flush=True)
-    report["latency"] = model_latencies(device, repeats=50 if quick else 200) + plugin_latencies(device)
+    report["latency"] = model_latencies(device, repeats=50 if quick else 200) + plugin_latencies(device, quick)
 
     print("4/4 realistic pictures: naive, before issue 10, new", flush=True)
     report["pictures"] = pictures_part(quick, seed)

@@ -490,11 +490,15 @@ def digit_payloads(n: int = 20, seed: int = 0) -> list[bytes]:
     return [drawing.png_bytes(p) for p in pictures] + [drawing.png_bytes(np.zeros((280, 280), np.uint8))]
 
 
-def benchmark_rows(models=None, n_requests: int = 2000, concurrency: int = 8, time_limit: float = 180.0) -> list[dict]:
+def benchmark_rows(models=None, n_requests: int = 2000, concurrency: int = 8, time_limit: float = 180.0,
+                   quick: bool = False) -> list[dict]:
     """p50 and p99 end-to-end latency (ms) of POST /predict on a real uvicorn process (127.0.0.1, one
     PyTorch thread) under :func:`load_test`, per course model. `models`: names, or a dict whose keys
     are the names (its modules are not used: the server loads the course models itself).
-    Rows {"task", "model", "ms", "goal", "errors", "wrong", "not_sent", "wall_s"}."""
+    Rows {"task", "model", "ms", "goal", "errors", "wrong", "not_sent", "wall_s"}. quick: 200 requests
+    (the benchmark's --quick run)."""
+    if quick:
+        n_requests = min(n_requests, 200)
     names = ["cnn"] if models is None else [n for n in models if n in ("cnn", "mlp")]
     payloads = digit_payloads()
     rows = []

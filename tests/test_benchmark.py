@@ -99,6 +99,9 @@ def test_a_failing_plugin_gives_a_row_and_the_others_still_report(monkeypatch, t
 
     good = types.ModuleType("bench_good_plugin")
     good.benchmark_rows = lambda models=None: [{"task": "good", "model": "m", "ms": 1.0}]
+    quick_seen = []
+    sized = types.ModuleType("bench_sized_plugin")       # takes `quick`: a --quick run passes it on
+    sized.benchmark_rows = lambda models=None, quick=False: quick_seen.append(quick) or []
     broken = types.ModuleType("bench_broken_plugin")
 
     def boom(models=None):
@@ -108,11 +111,13 @@ def test_a_failing_plugin_gives_a_row_and_the_others_still_report(monkeypatch, t
     bad_rows = types.ModuleType("bench_bad_rows_plugin")
     bad_rows.benchmark_rows = lambda models=None: [{"model": "m", "ms": "fast"}]
     no_rows = types.ModuleType("bench_no_rows_plugin")
-    for m in (good, broken, bad_rows, no_rows):
+    for m in (good, broken, bad_rows, no_rows, sized):
         monkeypatch.setitem(sys.modules, m.__name__, m)
     monkeypatch.setattr(benchmark, "PLUGINS", ["bench_missing_plugin_xyz", "bench_broken_plugin",
-                                               "bench_bad_rows_plugin", "bench_no_rows_plugin", "bench_good_plugin"])
-    rows = benchmark.plugin_latencies(torch.device("cpu"))
+                                               "bench_bad_rows_plugin", "bench_no_rows_plugin", "bench_good_plugin",
+                                               "bench_sized_plugin"])
+    rows = benchmark.plugin_latencies(torch.device("cpu"), quick=True)
+    assert quick_seen == [True]                          # and `good`, without the argument, still ran
     tasks = [r["task"] for r in rows]
     assert len(rows) == 5 and rows[-1] == {"task": "good", "model": "m", "ms": 1.0}
     assert "bench_missing_plugin_xyz: could not be imported (ModuleNotFoundError" in tasks[0]
