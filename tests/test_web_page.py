@@ -170,17 +170,24 @@ def test_page_preprocessing_equals_the_library(server, browser):
     """The page's JS port of the preprocessing (static/preprocess.js) gives drawing.preprocess's 28x28
     input, (x - mean) / std and "no digit" reasons for the canvas's RGBA pixels, as the server reads the
     canvas's PNG: MNIST test digits redrawn on a 280x280 canvas (light on dark and dark on light),
-    strokes, a stroke with a speck, a tap, a dash, blank and filled."""
+    strokes (thick, thin, in two pieces, dark on light), specks far and near, salt, a tap, a dash, blank
+    and filled."""
     data = mc.load_mnist("mnist")
     rng = np.random.default_rng(0)
     cases = []
     for i in range(12):
         canvas = drawing.draw_digit_on_canvas(data.X_test[i].numpy(), rng)
         cases.append(255 - canvas if i % 3 == 2 else canvas)   # some dark ink on a light background
+    four = [[(112, 42), (70, 162), (210, 162)], [(174, 70), (174, 246)]]
     cases += [drawing.rasterize(s) for s in ([[(140, 40), (142, 240)]],                   # a 1
-                                              [[(140, 40), (142, 240)], [(30, 30)]],       # a 1 and a speck
+                                              [[(140, 40), (142, 240)], [(30, 30)]],       # a 1, a speck far off
+                                              [[(140, 40), (142, 240)], [(175, 60)]],      # ... and close by
+                                              [[(140, 40), (142, 240)], [(60, 60), (70, 70)]],
+                                              four,                                        # two strokes
                                               [[(140, 140)]],                              # a tap
                                               [[(60, 140), (220, 150)]])]                  # a dash
+    cases += [255 - drawing.rasterize(four), drawing.rasterize([[(140, 40), (142, 240)]], brush=6),
+              drawing.rasterize([[(x, y)] for x, y in rng.integers(0, 280, (30, 2))], brush=3)]   # salt
     cases += [np.zeros((280, 280), np.uint8), np.full((280, 280), 255, np.uint8)]
     page = Page(browser, server)
     try:

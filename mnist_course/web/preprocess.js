@@ -5,11 +5,13 @@
 // canvas RGBA -> gray (canvasToGray: shrunk to at most 256 pixels a side, as the server reads it), then
 // gray (H*W Float32Array in [0, 1]) -> {image: Float32Array(784) in [0, 1] | null, reason} (preprocess):
 //   1. background: the median level (flat: at least half of the pixels within 2/255 of it); the ink
-//      is what differs from it, in the direction of the ink (light ink on dark, or dark on light);
-//   2. threshold: the largest of MIN_CONTRAST and RELATIVE x the ink's level (99.9th percentile);
+//      is what light ink adds to it, or the fraction of its light that dark ink takes;
+//   2. threshold: the largest of MIN_CONTRAST, the noise floor and RELATIVE x the ink's level;
 //   3. speckle removed: 8-connected pieces smaller than MIN_AREA of the picture or a tenth of the
-//      largest piece, or far from it, are dropped; a blob (a tap) or a horizontal dash is no digit;
-//   4. ink scaled by its 90th percentile, kept within 2 pixels of the kept pieces;
+//      largest piece, or more than half its extent away from it, are dropped; a blob (a tap) or a
+//      horizontal dash is no digit;
+//   4. ink scaled from the noise floor (0) to its 90th percentile (1), kept within 2 pixels of the
+//      kept pieces;
 //   5. crop to the ink (pixels above 0.2), resize so the longer side is 20 pixels keeping the aspect
 //      ratio (Lanczos, as Pillow does it), paste into 28x28 with the centre of mass at (14, 14).
 // Then the model gets (x - mean) / std, shape (1, 1, 28, 28): see toModelInput.
@@ -25,9 +27,9 @@ export const MAX_SIDE = 256;    // drawing.MAX_SIDE: a 280x280 canvas is read at
 export const MIN_CONTRAST = 0.1;
 export const RELATIVE = 0.35;
 export const MIN_AREA = 0.0005;
-export const MIN_EXTENT = 2.5;
-export const MAX_ELONGATION = 3.5;
-export const MAX_TILT = 40.0;
+export const MIN_EXTENT = 1.6;
+export const MAX_ELONGATION = 2.5;
+export const MAX_TILT = 30.0;
 export const MAX_COVER = 0.5;
 export const NO_INK = "no ink", TOO_LITTLE = "too little structure", EVERYWHERE = "ink everywhere";
 
@@ -307,11 +309,13 @@ export function preprocess(gray, width, height) {
   const sortedResidual = new Float32Array(n);
   for (let i = 0; i < n; i++) sortedResidual[i] = sortedGray[i] - level;
   const inverted = -fromSorted(sortedResidual, 0.1) > fromSorted(sortedResidual, 99.9);
-  const sign = inverted ? -1 : 1;
+  // dark ink: the fraction of light it takes from the paper, -residual / max(background, 0.1)
+  const paper = Math.fround(Math.max(level, 0.1));
+  const ink = (r) => (inverted ? Math.fround(-r / paper) : r);
   const diff = new Float32Array(n), sortedDiff = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    diff[i] = sign * (gray[i] - level);
-    sortedDiff[i] = sign * sortedResidual[inverted ? n - 1 - i : i];
+    diff[i] = ink(Math.fround(gray[i] - level));
+    sortedDiff[i] = ink(sortedResidual[inverted ? n - 1 - i : i]);
   }
   const med = fromSorted(sortedDiff, 50);
   const deviation = new Float32Array(n);
@@ -328,23 +332,24 @@ export function preprocess(gray, width, height) {
   const { labels, count, areas, boxes } = label(mask, width, height);
   let big = 0;
   for (let i = 1; i < count; i++) if (areas[i] > areas[big]) big = i;
-  const centre = (box) => [(box[0] + box[1]) / 2, (box[2] + box[3]) / 2];
-  const [cy, cx] = centre(boxes[big]);
-  const extent = Math.max(boxes[big][1] - boxes[big][0], boxes[big][3] - boxes[big][2]);
+  const [t, b, l, r] = boxes[big];
+  const extent = Math.max(b - t, r - l);
   const minArea = Math.max(MIN_AREA * n, 0.1 * areas[big], 2);
-  const keep = [false, ...areas.map((area, i) => {
-    const [y, x] = centre(boxes[i]);
-    return area >= minArea && Math.max(Math.abs(y - cy), Math.abs(x - cx)) <= extent;
+  const keep = [false, ...areas.map((area, i) => {   // big enough, and less than half the extent away
+    const [top, bottom, left, right] = boxes[i];
+    const gap = Math.max(top - b, t - bottom, left - r, l - right, 0);
+    return area >= minArea && gap <= extent / 2;
   })];
   const kept = new Uint8Array(n);
   const inkKept = [];
   for (let i = 0; i < n; i++) if (keep[labels[i]]) { kept[i] = 1; inkKept.push(diff[i]); }
-  if (!inkKept.length) return { image: null, reason: TOO_LITTLE };
+  if (!inkKept.length) return { image: null, reason: inked < MIN_AREA * n ? NO_INK : TOO_LITTLE };  // only specks
   const shape = structure(kept, width, height);
   if (Math.max(shape.height, shape.width) < MIN_EXTENT * shape.stroke) return { image: null, reason: TOO_LITTLE };
   if (shape.elongation > MAX_ELONGATION && shape.tilt < MAX_TILT) return { image: null, reason: TOO_LITTLE };
   const strength = percentile(inkKept, 90);
-  const scale = Math.fround(Math.max(strength - med, 1e-6));
+  const low = med + 3 * sigma;   // the noise floor maps to 0, the ink to 1
+  const low32 = Math.fround(low), scale = Math.fround(Math.max(strength - low, 1e-6));
   // the ink within 2 pixels (4-connected steps) of the kept pieces
   let grown = kept;
   for (let step = 0; step < 2; step++) {
@@ -361,7 +366,7 @@ export function preprocess(gray, width, height) {
   }
   const img = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    if (grown[i]) img[i] = Math.min(1, Math.max(0, Math.fround(Math.fround(diff[i] - med) / scale)));
+    if (grown[i]) img[i] = Math.min(1, Math.max(0, Math.fround(Math.fround(diff[i] - low32) / scale)));
   }
   const cropped = cropToInk(img, width, height);
   const boxed = fitBox(cropped.img, cropped.width, cropped.height);
