@@ -310,12 +310,13 @@ def _structure(mask: np.ndarray) -> dict[str, float]:
     major = evecs[:, 1]                              # (row, column) direction of the longer axis
     return {"height": h, "width": w, "stroke": stroke,
             "elongation": float(np.sqrt(evals[1] / max(evals[0], 1e-9))),
+            "thickness": float(np.sqrt(12 * max(evals[0], 0.0))),   # across the longer axis
             "tilt": float(np.degrees(np.arctan2(abs(major[0]), abs(major[1]))))}   # 0: horizontal, 90: vertical
 
 
 def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: float = 6.0,
                relative: float = 0.35, min_area: float = 0.0005, min_extent: float = 1.6,
-               max_elongation: float = 2.5, max_tilt: float = 30.0, max_cover: float = 0.5,
+               max_elongation: float = 2.5, max_tilt: float = 30.0, max_cover: float = 0.5, min_pixels: int = 10,
                max_side: int = MAX_SIDE) -> Preprocessed:
     """Any picture of a digit -> an MNIST-like (28, 28) float32 image in [0, 1] (see the module doc).
 
@@ -335,8 +336,9 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     No digit (``.image`` None, ``.reason``): "no ink" when nothing differs from the background by
     the threshold, or only specks with less ink than `min_area` in all; "too little structure"
     when only specks are left, or the ink is a blob (its
-    extent below `min_extent` stroke widths: a tap) or a dash (elongation above `max_elongation`
-    within `max_tilt` degrees of horizontal); "ink everywhere" when the ink covers more than
+    extent below `min_extent` stroke widths: a tap; or below `min_pixels` pixels: a speck) or a
+    dash (elongation above `max_elongation` within `max_tilt` degrees of horizontal, and about one
+    stroke thick); "ink everywhere" when the ink covers more than
     `max_cover` of the picture, or ink="light"/"dark" and the background itself is ink-coloured (a
     filled canvas). Plain noise, however strong, is "no ink": nothing stands out of it.
     """
@@ -398,10 +400,11 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
         return no_digit(NO_INK if mask.sum() < min_area * mask.size else TOO_LITTLE)
     shape = _structure(kept)
     stats.update(shape)
-    if max(shape["height"], shape["width"]) < min_extent * shape["stroke"]:
-        return no_digit(TOO_LITTLE)                 # a tap or a blob
-    if shape["elongation"] > max_elongation and shape["tilt"] < max_tilt:
-        return no_digit(TOO_LITTLE)                 # a dash or a line, not a 1
+    if max(shape["height"], shape["width"]) < max(min_extent * shape["stroke"], min_pixels):
+        return no_digit(TOO_LITTLE)                 # a tap, a blob or a speck
+    if (shape["elongation"] > max_elongation and shape["tilt"] < max_tilt
+            and shape["thickness"] < 1.8 * shape["stroke"]):
+        return no_digit(TOO_LITTLE)                 # a dash or a line (one stroke thick), not a 1
     strength = float(np.percentile(diff[kept], 90))
     rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
     top, left = max(rows[0] - 2, 0), max(cols[0] - 2, 0)

@@ -489,3 +489,18 @@ def test_not_sure_below_is_what_the_calibration_computes(monkeypatch):
                 correct.append(int(pred.probs.argmax()) == label)
         wrong_and_sure = np.count_nonzero((np.array(top) >= dr.NOT_SURE_BELOW) & ~np.array(correct, bool))
         assert wrong_and_sure <= 0.01 * n, f"{wrong_and_sure} of {n} confident and wrong"
+
+
+def test_a_speck_is_not_a_digit_but_a_flat_digit_is_not_a_dash(mnist):
+    """A 16 x 6 speck (long enough for the tap rule, upright so no dash) is too little structure;
+    a 5 written flat (240 x 50 pixels: elongated and level like a dash, but several strokes thick)
+    is a digit."""
+    speck = np.zeros((280, 280), np.uint8)
+    speck[100:116, 140:146] = 255
+    _no_digit(speck, "too little structure")
+    five = mnist.X_train[0].numpy()                            # a 5
+    assert int(mnist.y_train[0]) == 5
+    flat = np.zeros((280, 280), np.uint8)
+    flat[100:150, 20:260] = np.asarray(Image.fromarray(five[4:24, 4:24]).resize((240, 50), Image.Resampling.BICUBIC))
+    pre = dr.preprocess(flat)
+    assert not pre.blank, (pre.reason, pre.stats)
