@@ -101,8 +101,9 @@ def browser():
 class Page:
     """The drawing page in a fresh browser context, recording console errors, requests and foreign hosts."""
 
-    def __init__(self, browser, url: str, width: int = 1200, height: int = 900):
-        self.context = browser.new_context(viewport={"width": width, "height": height})
+    def __init__(self, browser, url: str, width: int = 1200, height: int = 900, touch: bool = False):
+        self.context = browser.new_context(viewport={"width": width, "height": height}, has_touch=touch,
+                                           is_mobile=touch)
         self.errors: list[str] = []
         self.foreign: list[str] = []
         self.requests: list[str] = []
@@ -123,17 +124,36 @@ class Page:
         else:
             route.continue_()
 
-    def draw(self, strokes) -> None:
-        """Draw strokes (fractions of the canvas) with the mouse, from a clear pad."""
-        self.page.click("#clear")
+    def draw(self, strokes, touch: bool = False) -> None:
+        """Draw strokes (fractions of the canvas) with the mouse, or a finger (touch events through
+        the DevTools protocol; needs Page(touch=True)), from a clear pad."""
+        self.page.locator("#clear").tap() if touch else self.page.click("#clear")
         box = self.page.locator("#pad").bounding_box()
+        cdp = self.context.new_cdp_session(self.page) if touch else None
         for stroke in strokes:
             points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+            if touch:
+                for i, (x, y) in enumerate(points):
+                    steps = [(x, y)] if i == 0 else [(px + (x - px) * k / 8, py + (y - py) * k / 8)
+                                                     for k in range(1, 9) for px, py in [points[i - 1]]]
+                    for tx, ty in steps:
+                        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart" if i == 0 else "touchMove",
+                                                              "touchPoints": [{"x": tx, "y": ty}]})
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+                continue
             self.page.mouse.move(*points[0])
             self.page.mouse.down()
             for x, y in points[1:]:
                 self.page.mouse.move(x, y, steps=8)
             self.page.mouse.up()
+
+    def ink(self, x0: int = 0, y0: int = 0, x1: int = 280, y1: int = 280) -> int:
+        """Pixels of ink on the canvas within [x0, x1) x [y0, y1) (canvas pixels)."""
+        return self.page.evaluate("""([x0, y0, x1, y1]) => {
+            const d = document.getElementById('pad').getContext('2d').getImageData(x0, y0, x1 - x0, y1 - y0).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > 127) n++;
+            return n; }""", [x0, y0, x1, y1])
 
     def engine(self, name: str) -> None:
         self.page.check(f"input[name='engine'][value='{name}']")
@@ -236,6 +256,33 @@ def test_strokes_land_under_the_mouse_at_any_width(server, browser):
             assert not page.errors, page.errors
         finally:
             page.close()
+
+
+def test_touch_and_strokes_leaving_the_canvas(server, browser):
+    """A finger draws on a phone-sized page (touch events become pointer events, no scrolling); a mouse
+    stroke that leaves the canvas goes on outside (pointer capture) and ends where the button is
+    released, even outside: moving back over the canvas without a button draws nothing."""
+    page = Page(browser, server, 360, 740, touch=True)
+    try:
+        page.draw(DIGITS["7"], touch=True)
+        srv = page.answer("server")
+        assert srv["digit"] == "7", f"drew a 7 with a finger, the server says {srv['answer']!r}"
+        assert not page.errors, page.errors
+    finally:
+        page.close()
+    page = Page(browser, server)
+    try:
+        page.draw([[(0.2, 0.5), (1.5, 0.5), (1.5, 0.9)]])         # out of the canvas, released outside
+        page.answer("server")
+        box = page.page.locator("#pad").bounding_box()
+        assert page.ink(262, 130, 280, 150) > 50, "the stroke did not go on to the canvas's edge"
+        before = page.ink()
+        page.page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.05 * box["height"])
+        page.page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.3 * box["height"], steps=10)
+        assert page.ink() == before, "moving the mouse over the canvas without a button drew (the stroke never ended)"
+        assert not page.errors, page.errors
+    finally:
+        page.close()
 
 
 def test_draw_digits_server_and_browser_agree(server, browser):
