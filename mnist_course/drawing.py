@@ -3,17 +3,22 @@ and a live digit pad for the notebook (notebook 08).
 
 MNIST's recipe (yann.lecun.com/exdb/mnist): each digit was size-normalised to fit a 20x20 box
 keeping its aspect ratio (anti-aliased, hence the grey levels), then centred in a 28x28 field by
-its centre of mass. :func:`preprocess` does the same to any image, step by step:
+its centre of mass. A photo is not a clean canvas (grey paper, uneven light, noise), so
+:func:`preprocess` first finds the ink, step by step:
 
-1. grayscale in [0, 1] (RGB(A), grayscale, any size; transparent pixels over a contrasting colour);
-2. white ink on black: a picture whose border is light (dark ink on paper) is inverted, and the
-   background level is stretched to 0;
-3. blank check: too little ink means "no digit" (``Preprocessed.blank``), never a guess;
-4. crop to the ink's bounding box;
-5. resize so the longer side is 20 pixels, keeping the aspect ratio (Lanczos, anti-aliased);
-6. paste into 28x28 so that the centre of mass lands on pixel (14, 14), where MNIST's digits have it.
+1. grayscale in [0, 1] (RGB(A), grayscale, any size and value range; pictures larger than
+   :data:`MAX_SIDE` pixels a side are shrunk first);
+2. background: a smooth model of the paper and its light (:func:`estimate_background`); the ink is
+   what differs from it (dark ink as the fraction of light it takes away);
+3. threshold above the noise, a minimum contrast and a fraction of the ink's level;
+4. speckle removed: the digit's connected strokes kept, specks and far pieces dropped;
+5. no digit ("no ink", "too little structure", "ink everywhere"): ``Preprocessed.reason``, never a guess;
+6. crop to the ink, resize so the longer side is 20 pixels (Lanczos), paste into 28x28 with the
+   centre of mass on pixel (14, 14), where MNIST's digits have it.
 
 The model then gets ``(x - mean) / std`` with the training set's mean and std, shape (1, 1, 28, 28).
+:func:`predict_image` adds "not sure" when the top probability is below :data:`NOT_SURE_BELOW`
+(calibrated on validation pictures, :func:`calibrate_not_sure`).
 
 The live drawing pad built on these functions is :class:`mnist_course.pad.DrawingPad`.
 """
