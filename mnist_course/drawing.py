@@ -102,8 +102,25 @@ def _load(source, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
     return _array_to_gray(source, max_side)
 
 
+# EXIF orientation tag (0x0112) -> the transpose that turns the picture upright (as ImageOps.exif_transpose)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
 def _shrink_pil(im: Image.Image, max_side: int) -> Image.Image:
-    """A PIL image with its longer side above max_side -> reduced by a whole factor (box average)."""
+    """A PIL image with its longer side above max_side -> reduced by a whole factor (box average),
+    and turned upright when its EXIF says the camera was held sideways (phone photos)."""
+    turn = _UPRIGHT.get(im.getexif().get(0x0112, 1))
+    im = _reduce(im, max_side)
+    if turn is None:
+        return im
+    im = im.transpose(turn)
+    im.info.pop("exif", None)          # upright now: a second call must not turn it again
+    return im
+
+
+def _reduce(im: Image.Image, max_side: int) -> Image.Image:
     factor = -(-max(im.size) // max_side)
     if factor <= 1:
         return im

@@ -278,7 +278,7 @@ class DrawingPad:
         self._last_predict = self.clock()
         name = self.selector.value
         pred = predict_image(self.image(), self.models[name], k=3, mean=self.mean, std=self.std,
-                             classes=self.classes)
+                             classes=self.classes, ink="light")   # white ink on black: a filled pad is "ink everywhere"
         if pred.model_seconds is not None:     # None: no model call ("no digit")
             times = self.times[name]
             times.append((pred.model_seconds, pred.seconds))

@@ -80,6 +80,20 @@ def test_every_input_kind_gives_the_same_digit(kind):
     np.testing.assert_allclose(dr.preprocess(src).image, expected, atol=0.02)
 
 
+def test_a_phone_photo_is_turned_upright_by_its_exif(tmp_path):
+    """A phone stores a portrait photo sideways with EXIF orientation 6 ("turn 90 degrees clockwise to
+    view"): the digit must reach the model upright, from a file and from an opened PIL image."""
+    upright = 255 - bar_image(h=200, w=50)                    # a tall dark bar on white paper: a "1"
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)   # as the sensor saw it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    for source in (path, Image.open(path)):
+        cropped = dr.preprocess(source).steps["cropped to the ink"]
+        assert cropped.shape[0] > 2 * cropped.shape[1], f"the bar lies on its side: crop {cropped.shape}"
+
+
 @pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB")])
 def test_image_files_of_any_size_and_mode(tmp_path, fmt, mode):
     path = tmp_path / f"digit.{fmt.lower()}"

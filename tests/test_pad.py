@@ -328,6 +328,16 @@ def test_taps_and_dashes_are_no_confident_digit(course_cnn, scribble):
     assert p.prediction.label is None and "CNN: " not in p.label.value or "not sure" in p.label.value
 
 
+def test_a_filled_pad_is_ink_everywhere(course_cnn):
+    """Issue 10: a filled canvas gave "0 (99 %)". The pad reads its canvas as white ink on black
+    (ink="light"), so a pad painted over is "no digit (ink everywhere)", not a digit on dark paper."""
+    model, mean, std, where = course_cnn
+    p = pd.DrawingPad({"CNN": model}, mean=mean, std=std)
+    for y in range(0, 281, 12):
+        line(p, (0, y), (280, y), steps=4)
+    assert p.prediction.status == "no digit" and p.prediction.reason == "ink everywhere", f"{p.prediction} ({where})"
+
+
 SHAPES = {  # digits drawn as strokes in a unit square (x right, y down)
     "0": [list(zip(0.5 + 0.32 * np.sin(2 * np.pi * np.linspace(0, 1, 30)),
                    0.5 - 0.5 * np.cos(2 * np.pi * np.linspace(0, 1, 30))))],
