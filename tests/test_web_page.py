@@ -186,6 +186,17 @@ class Page:
         self.context.close()
 
 
+def page_judge(server, browser, probs) -> list[list]:
+    page = Page(browser, server)
+    try:
+        return page.page.evaluate("""async ([probs, classes]) => {
+            const p = await import('/static/preprocess.js');
+            return probs.map(q => { const r = p.judge(q, classes); return [r.status, r.reason]; }); }""",
+                                  [probs.tolist(), list(drawing.CLASSES)])
+    finally:
+        page.close()
+
+
 def test_page_preprocessing_equals_the_library(server, browser):
     """The page's JS port of the preprocessing (static/preprocess.js) gives drawing.preprocess's 28x28
     input, (x - mean) / std and "no digit" reasons for the canvas's RGBA pixels, as the server reads the
@@ -207,7 +218,10 @@ def test_page_preprocessing_equals_the_library(server, browser):
                                               [[(140, 140)]],                              # a tap
                                               [[(60, 140), (220, 150)]])]                  # a dash
     cases += [255 - drawing.rasterize(four), drawing.rasterize([[(140, 40), (142, 240)]], brush=6),
-              drawing.rasterize([[(x, y)] for x, y in rng.integers(0, 280, (30, 2))], brush=3)]   # salt
+              drawing.rasterize([[(x, y)] for x, y in rng.integers(0, 280, (30, 2))], brush=3),   # salt
+              drawing.rasterize([[(60, y), (220, y)] for y in (130, 150, 170)]),                   # thick and flat
+              drawing.rasterize([[(140, 140)]], brush=8),                                           # a small speck
+              drawing.rasterize([[(140, 132), (140, 146)]], brush=3)]                               # a tiny line
     cases += [np.zeros((280, 280), np.uint8), np.full((280, 280), 255, np.uint8)]
     page = Page(browser, server)
     try:
@@ -224,6 +238,9 @@ def test_page_preprocessing_equals_the_library(server, browser):
         assert not page.errors, page.errors
     finally:
         page.close()
+    probs = rng.dirichlet(np.full(10, 0.3), size=200)                 # confident and hesitant answers
+    assert page_judge(server, browser, probs) == [list(drawing.judge(p)) for p in probs], \
+        "the page's not-sure rule (preprocess.js judge, NOT_SURE_BELOW) differs from drawing.judge"
     for i, (canvas, js) in enumerate(zip(cases, got)):
         pre = drawing.preprocess(Image.fromarray(np.dstack([canvas] * 3 + [np.full_like(canvas, 255)]), "RGBA"))
         assert js["reason"] == pre.reason, f"case {i}: the page says {js['reason']!r}, the library {pre.reason!r}"

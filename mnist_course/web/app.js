@@ -1,7 +1,7 @@
 // The drawing page of mnist_course.serve: a 280x280 canvas, and the model's answer either from the
 // server (POST /predict with the canvas as PNG) or from the exported ONNX model run in the browser by
 // onnxruntime-web (served by the service under /vendor/onnxruntime-web/; no CDN, works offline).
-import { canvasToGray, preprocess, softmax, toModelInput } from "./preprocess.js";
+import { NOT_SURE_BELOW, canvasToGray, judge, preprocess, softmax, toModelInput } from "./preprocess.js";
 
 const SIZE = 280;                 // the canvas's own pixels, whatever its size on screen
 const THROTTLE_MS = 150;          // at most one prediction this often while drawing
@@ -214,17 +214,13 @@ function session(model) {
   return sessions.get(model.name);
 }
 
-// The server's "not sure" rule (mnist_course.drawing): the top probability is below the model's
-// threshold, when /models gives one.
+// The server's "not sure" rule (drawing.judge), with the threshold GET /models gives, if any.
 function decide(probs, model) {
   const classes = model.classes || CLASSES_FALLBACK;
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a]);
   const topk = order.slice(0, 3).map((i) => ({ label: classes[i], probability: probs[i] }));
-  const threshold = model.not_sure_below;
-  if (threshold != null && probs[order[0]] < threshold) {
-    return { digit: null, status: "not sure", reason: `${classes[order[0]]} or ${classes[order[1]]}?`, topk };
-  }
-  return { digit: classes[order[0]], status: "digit", reason: null, topk };
+  const { status, reason } = judge(probs, classes, model.not_sure_below ?? NOT_SURE_BELOW);
+  return { digit: status === "digit" ? classes[order[0]] : null, status, reason, topk };
 }
 
 async function predictInBrowser() {

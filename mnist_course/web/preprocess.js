@@ -8,8 +8,8 @@
 //      is what light ink adds to it, or the fraction of its light that dark ink takes;
 //   2. threshold: the largest of MIN_CONTRAST, the noise floor and RELATIVE x the ink's level;
 //   3. speckle removed: 8-connected pieces smaller than MIN_AREA of the picture or a tenth of the
-//      largest piece, or more than half its extent away from it, are dropped; a blob (a tap) or a
-//      horizontal dash is no digit;
+//      largest piece, or more than half its extent away from it, are dropped; a blob (a tap), a speck
+//      or a horizontal dash one stroke thick is no digit;
 //   4. ink scaled from the noise floor (0) to its 90th percentile (1), kept within 2 pixels of the
 //      kept pieces;
 //   5. crop to the ink (pixels above 0.2), resize so the longer side is 20 pixels keeping the aspect
@@ -31,6 +31,9 @@ export const MIN_EXTENT = 1.6;
 export const MAX_ELONGATION = 2.5;
 export const MAX_TILT = 30.0;
 export const MAX_COVER = 0.5;
+export const MIN_PIXELS = 10;
+// drawing.NOT_SURE_BELOW: "not sure" below this top probability (GET /models's not_sure_below wins)
+export const NOT_SURE_BELOW = 0.81;
 export const NO_INK = "no ink", TOO_LITTLE = "too little structure", EVERYWHERE = "ink everywhere";
 
 // Python's round(): halves go to the even neighbour (round(2.5) == 2).
@@ -293,6 +296,7 @@ export function structure(mask, width, height) {
   if (b !== 0) { v0 = major - d; v1 = b; } else if (a >= d) { v0 = 1; v1 = 0; } else { v0 = 0; v1 = 1; }
   return { height: h, width: w, stroke: 2 * Math.sqrt(most),
            elongation: Math.sqrt(major / Math.max(minor, 1e-9)),
+           thickness: Math.sqrt(12 * Math.max(minor, 0)),   // across the longer axis
            tilt: (Math.atan2(Math.abs(v0), Math.abs(v1)) * 180) / Math.PI };
 }
 
@@ -345,8 +349,12 @@ export function preprocess(gray, width, height) {
   for (let i = 0; i < n; i++) if (keep[labels[i]]) { kept[i] = 1; inkKept.push(diff[i]); }
   if (!inkKept.length) return { image: null, reason: inked < MIN_AREA * n ? NO_INK : TOO_LITTLE };  // only specks
   const shape = structure(kept, width, height);
-  if (Math.max(shape.height, shape.width) < MIN_EXTENT * shape.stroke) return { image: null, reason: TOO_LITTLE };
-  if (shape.elongation > MAX_ELONGATION && shape.tilt < MAX_TILT) return { image: null, reason: TOO_LITTLE };
+  if (Math.max(shape.height, shape.width) < Math.max(MIN_EXTENT * shape.stroke, MIN_PIXELS)) {
+    return { image: null, reason: TOO_LITTLE };   // a tap, a blob or a speck
+  }
+  if (shape.elongation > MAX_ELONGATION && shape.tilt < MAX_TILT && shape.thickness < 1.8 * shape.stroke) {
+    return { image: null, reason: TOO_LITTLE };   // a dash or a line (one stroke thick), not a 1
+  }
   const strength = percentile(inkKept, 90);
   const low = med + 3 * sigma;   // the noise floor maps to 0, the ink to 1
   const low32 = Math.fround(low), scale = Math.fround(Math.max(strength - low, 1e-6));
@@ -383,4 +391,12 @@ export function softmax(logits) {
   const e = Array.from(logits, (v) => Math.exp(v - m));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / s);
+}
+
+// drawing.judge: (10) probabilities -> {status: "digit", reason: null}, or "not sure" with "4 or 9?"
+// when the top probability is below the threshold.
+export function judge(probs, classes, threshold = NOT_SURE_BELOW) {
+  const order = Array.from(probs, (p, i) => i).sort((a, b) => probs[b] - probs[a]);
+  if (probs[order[0]] < threshold) return { status: "not sure", reason: `${classes[order[0]]} or ${classes[order[1]]}?` };
+  return { status: "digit", reason: null };
 }
