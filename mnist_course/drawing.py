@@ -224,23 +224,6 @@ class Preprocessed:
         return self.image is None
 
 
-def to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(H, W) in [0, 1] -> (white ink on black, stretched so the background is 0; inverted?).
-
-    The background level is the median of the image's border. The recipe before issue 10, kept for
-    comparison (:func:`preprocess` now models the background, see :func:`estimate_background`)."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    inverted = bool(np.median(border) > 0.5)
-    if inverted:
-        gray = 1.0 - gray
-        border = 1.0 - border
-    background = float(np.median(border))
-    top = float(gray.max())
-    if top - background < 1e-6:
-        return np.zeros_like(gray), inverted
-    return np.clip((gray - background) / (top - background), 0.0, 1.0).astype(np.float32), inverted
-
-
 def _sample(a: np.ndarray, n: int = 20_000) -> np.ndarray:
     """Every k-th row and column of a large (h, w) array, about n pixels: for fast order statistics."""
     k = max(1, int(np.sqrt(a.size / n)))
