@@ -398,12 +398,19 @@ def multipart(data: bytes, filename: str = "digit.png", content_type: str = "ima
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str | None] | None = None,
+def answer_key(answer: dict) -> str:
+    """The part of a /predict answer (or Prediction.to_dict()) the load test compares: the status and the
+    top class, e.g. "digit 7", "not sure 4", "no digit" -- the same for a weak model that is often unsure."""
+    top = answer["topk"][0]["label"] if answer.get("topk") else ""
+    return f"{answer['status']} {top}".strip()
+
+
+def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str] | None = None,
               n_requests: int = 2000, concurrency: int = 8, time_limit: float = 120.0, model: str | None = None,
               timeout: float = 30.0) -> dict:
     """POST request i = payloads[i % len(payloads)] (PNG bytes) to url/predict from `concurrency` clients
     (threads, keep-alive connections) until `n_requests` are sent or `time_limit` s have passed.
-    `expected[j]`: the digit (or None) payload j must get; None: each payload's answer to one request
+    `expected[j]`: the :func:`answer_key` payload j must get; None: each payload's answer to one request
     sent alone beforehand. Returns {"requests", "answered", "errors", "wrong", "not_sent", "lost",
     "p50_ms", "p99_ms", "wall_s", "per_s", "error_examples"}; latencies are end to end, per request."""
     host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
@@ -427,7 +434,7 @@ def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str | None
             status, out = post(conn, j)
             if status != 200:
                 raise RuntimeError(f"payload {j} got HTTP {status}: {out}")
-            expected.append(out["digit"])
+            expected.append(answer_key(out))
         conn.close()
     if len(expected) != len(payloads):
         raise ValueError(f"{len(payloads)} payloads but {len(expected)} expected answers")
@@ -448,7 +455,8 @@ def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str | None
             start = time.perf_counter()
             try:
                 status, out = post(conn, j)
-                outcome = ("ok" if out.get("digit") == expected[j] else f"wrong: {out.get('digit')} != {expected[j]}") \
+                got = answer_key(out) if status == 200 else None
+                outcome = ("ok" if got == expected[j] else f"wrong: {got} != {expected[j]}") \
                     if status == 200 else f"error: HTTP {status} {str(out)[:200]}"
             except (OSError, http.client.HTTPException, ValueError) as e:
                 outcome = f"error: {type(e).__name__}: {e}"

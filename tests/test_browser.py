@@ -40,6 +40,13 @@ PREDICT_S = 60           # from releasing the mouse to the label
 CANVAS = "canvas.mnist-course-canvas, .mnist-course-canvas canvas"   # the pad's canvas (or an older pad's)
 
 
+
+def says(digit: str) -> str:
+    """The pad's label naming `digit` as its answer: "CNN: 7 (98.1 %)", or "CNN: not sure: 7 or 1?" --
+    CI runs with the fast-mode models, which are often unsure (below drawing.NOT_SURE_BELOW)."""
+    return rf"CNN: ({digit} \(|not sure: {digit} or )"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -256,7 +263,7 @@ def test_draw_a_digit_in_jupyterlab(jupyterlab, tmp_path):
         b.draw_one()
         # Live guesses may come first (a short stroke is no digit yet); the last one, on mouse up,
         # sees the whole stroke.
-        b.expect_label(r"CNN: 1 \(\d+\.\d %\)")
+        b.expect_label(r"CNN: (1 \(\d+\.\d %\)|not sure: 1 or \d\?)")
         assert b.ink() > 0.01
 
         # Hovering (no button pressed) sends the kernel nothing.
@@ -266,12 +273,12 @@ def test_draw_a_digit_in_jupyterlab(jupyterlab, tmp_path):
             b.page.mouse.move(box["x"] + box["width"] * (0.1 + 0.025 * i), box["y"] + box["height"] * 0.3)
         b.page.wait_for_timeout(500)
         assert b.comm_messages() == before, f"{b.comm_messages() - before} messages to the kernel while hovering"
-        b.expect_label(r"CNN: 1 \(")
+        b.expect_label(says("1"))
 
         # A 7 in one stroke that leaves the canvas on the right and comes back in, button held.
         b.clear()
         b.stroke((0.15, 0.15), (0.85, 0.15), (1.3, 0.15), (0.85, 0.15), (0.4, 0.9))
-        b.expect_label(r"CNN: 7 \(")
+        b.expect_label(says("7"))
 
 
 def test_the_pad_survives_a_reload_a_reopen_and_a_rerun(jupyterlab, tmp_path):
@@ -299,25 +306,25 @@ def test_the_pad_survives_a_reload_a_reopen_and_a_rerun(jupyterlab, tmp_path):
         kernels = [k["id"] for k in api(base, token, "/api/kernels")]
         b.clear()
         b.draw_one()
-        b.expect_label(r"CNN: 1 \(")
+        b.expect_label(says("1"))
         ink = b.ink()
         menu("File", "Save Notebook")    # as autosave would: the page reopens the saved notebook
         page.locator(".jp-mod-dirty").first.wait_for(state="detached")
 
         page.reload()                    # 1. reload the page
-        comes_back(r"CNN: 1 \(", ink)
+        comes_back(says("1"), ink)
         b.clear()
         b.stroke((0.15, 0.15), (0.85, 0.15), (0.4, 0.9))
-        b.expect_label(r"CNN: 7 \(")
+        b.expect_label(says("7"))
         ink = b.ink()
 
         menu("File", "Close Tab")        # 2. close the notebook and open it again
         page.locator(".jp-Notebook").first.wait_for(state="detached")
         page.locator(".jp-DirListing-item", has_text=NOTEBOOK).first.dblclick()
-        comes_back(r"CNN: 7 \(", ink)
+        comes_back(says("7"), ink)
         b.clear()
         b.draw_one()
-        b.expect_label(r"CNN: 1 \(")
+        b.expect_label(says("1"))
 
         cell = page.locator(".jp-CodeCell", has_text="pad = DrawingPad(").first   # 3. re-run the pad's cell
         cell.locator(".jp-InputArea-editor").click()
@@ -325,7 +332,7 @@ def test_the_pad_survives_a_reload_a_reopen_and_a_rerun(jupyterlab, tmp_path):
         b.expect_label(r"Draw a digit")
         assert b.ink() == 0
         b.draw_one()
-        b.expect_label(r"CNN: 1 \(")
+        b.expect_label(says("1"))
         assert [k["id"] for k in api(base, token, "/api/kernels")] == kernels, "the kernel was restarted"
 
 
@@ -344,7 +351,7 @@ def test_the_pad_stays_square_in_a_narrow_window(jupyterlab, tmp_path):
         assert box["width"] < 270, f"the canvas was not shown smaller in a {width} px window: {box}"
         b.clear()
         b.stroke((0.15, 0.15), (0.85, 0.15), (0.4, 0.9))
-        b.expect_label(r"CNN: 7 \(")
+        b.expect_label(says("7"))
         r = 1 / 32                      # the brush's radius, as a fraction of the frame
         assert b.ink_box() == pytest.approx([0.15 - r, 0.15 - r, 0.85 + r, 0.9 + r], abs=0.05), \
             "the stroke is not where it was drawn: screen pixels not mapped to the frame"

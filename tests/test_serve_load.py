@@ -38,9 +38,10 @@ def test_load_test_on_a_real_server(mnist, capsys):
         from mnist_course.pretrained import load_course_model
 
         model, info = load_course_model("cnn", device="cpu", train_if_missing=False)
-        expected = [drawing.predict_image(Image.open(io.BytesIO(p)), model, mean=info["mean"], std=info["std"]).label
-                    for p in payloads]
-        assert expected[-1] is None and len(set(expected)) >= 6   # mix-ups between requests would show
+        expected = [serve.answer_key(drawing.predict_image(Image.open(io.BytesIO(p)), model, mean=info["mean"],
+                                                           std=info["std"]).to_dict()) for p in payloads]
+        # status and top class: a fast-mode model (CI) is often "not sure", and mix-ups must still show
+        assert expected[-1] == "no digit" and len({e.split()[-1] for e in expected[:-1]}) >= 6, expected
         r = serve.load_test(url, payloads, expected, n_requests=N_REQUESTS, concurrency=CLIENTS,
                             time_limit=TIME_LIMIT_S)
     assert port_is_closed(url)
