@@ -331,23 +331,13 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
 # ------------------------------------------------------------------------------------ benchmark
 
 
-def _median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def benchmark_rows(models: dict[str, nn.Module] | list[str] | None = None, repeats: int = 200,
                    warmup: int = 20, threads: int = 1) -> list[dict]:
     """Median single-image latency (ms), PyTorch eager vs ONNX Runtime, on the same normalised test digit,
     `threads` threads each, warm-up runs excluded. models: {name: module}, names of course models, or
     None for the course's cnn and mlp. Exports in memory (writes nothing). Two rows per model,
     {"task", "model", "ms", "goal", "threads"}, like mnist_course.drawing.benchmark_rows."""
+    from .benchmark import latency_ms
     from .data import load_mnist
     from .drawing import torch_threads
 
@@ -371,8 +361,8 @@ def benchmark_rows(models: dict[str, nn.Module] | list[str] | None = None, repea
             def ort_run(sess=sess):
                 sess.run([OUTPUT_NAME], {INPUT_NAME: X_np})
 
-            ms_torch = _median_ms(eager, repeats, warmup)
-            ms_ort = _median_ms(ort_run, repeats, warmup)
+            ms_torch = latency_ms(eager, repeats, warmup)
+            ms_ort = latency_ms(ort_run, repeats, warmup)
             rows.append({"task": "one image: PyTorch eager", "model": name, "ms": round(ms_torch, 4),
                          "goal": "", "threads": used})
             rows.append({"task": "one image: ONNX Runtime (exported file)", "model": name, "ms": round(ms_ort, 4),

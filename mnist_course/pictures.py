@@ -304,8 +304,8 @@ def picture_set(X, y, n_digits: int, n_blank: int, seed: int = 0) -> list[tuple[
 
 # ------------------------------------------------------------------ three pipelines, side by side
 #
-# (a) "naive": what a newcomer writes; (b) "before issue 10": a frozen copy of drawing.preprocess as it
-# was before issue 10 (commit 5e3b6a9), kept here for this comparison only; (c) "new": whatever
+# (a) "naive": what a newcomer writes; (b) "before issue 10": drawing.preprocess as it was before
+# issue 10 (commit 5e3b6a9), kept here for this comparison only; (c) "new": whatever
 # mnist_course.drawing.predict_image does now. (a) and (b) never say "not sure": every answer they
 # give that is not "no digit" counts as a confident digit. (c) is confident when its status is "digit".
 
@@ -339,8 +339,9 @@ def naive_input(image) -> np.ndarray:
     return np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0)
 
 
-# --- pipeline (b): drawing.preprocess BEFORE issue 10 (git show 5e3b6a9:mnist_course/drawing.py),
-# --- copied unchanged so the comparison survives the new preprocessing. Not for use elsewhere.
+# --- pipeline (b): drawing.preprocess BEFORE issue 10 (git show 5e3b6a9:mnist_course/drawing.py). Its
+# --- first step, gone from drawing, is kept here; crop, fit and centre are drawing's, unchanged since
+# --- (tests/test_pictures.py compares the whole pipeline with the one in git). Not for use elsewhere.
 
 def _old_to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -355,46 +356,19 @@ def _old_to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.clip((gray - background) / (top - background), 0.0, 1.0).astype(np.float32), inverted
 
 
-def _old_crop_to_ink(img: np.ndarray, threshold: float = 0.2) -> np.ndarray:
-    ink = img > threshold
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    if len(rows) == 0:
-        return img[:0, :0]
-    return img[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
-
-
-def _old_fit_box(img: np.ndarray, box: int = 20) -> np.ndarray:
-    h, w = img.shape
-    scale = box / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = Image.fromarray(img.astype(np.float32), mode="F").resize((new_w, new_h), Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
-
-
-def _old_centre_in_field(img: np.ndarray, size: int = 28, centre: float = 14.0) -> np.ndarray:
-    h, w = img.shape
-    total = img.sum()
-    rows, cols = np.indices(img.shape)
-    cy, cx = float((rows * img).sum() / total), float((cols * img).sum() / total)
-    top = int(np.clip(round(centre - cy), 0, size - h))
-    left = int(np.clip(round(centre - cx), 0, size - w))
-    out = np.zeros((size, size), dtype=np.float32)
-    out[top: top + h, left: left + w] = img
-    return out
-
-
 def old_preprocess(image, min_contrast: float = 0.15, min_ink: float = 0.0005,
                    threshold: float = 0.2) -> np.ndarray | None:
     """Pipeline (b), the preprocessing before issue 10: uint8 (H, W) picture -> (28, 28) float32 in
     [0, 1], or None for "no digit" (contrast below `min_contrast` or ink below `min_ink`)."""
+    from . import drawing
+
     gray = _to_gray(image)
     contrast = float(gray.max() - gray.min())
     img, _ = _old_to_white_on_black(gray)
     ink = float((img > 0.5).mean())
     if contrast < min_contrast or ink < min_ink:
         return None
-    return _old_centre_in_field(_old_fit_box(_old_crop_to_ink(img, threshold)))
+    return drawing.centre_in_field(drawing.fit_box(drawing.crop_to_ink(img, threshold)))
 
 
 def _status_of(pred) -> str:

@@ -70,12 +70,10 @@ def vendor_dir() -> Path:
     return repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist"
 
 
-def onnx_default_path(name: str) -> Path | None:
-    """mnist_course.export.default_path(name), or None while that module is not there."""
-    try:
-        from .export import default_path
-    except ImportError:
-        return None
+def onnx_default_path(name: str) -> Path:
+    """mnist_course.export.default_path(name), imported when first asked (onnx loads only then)."""
+    from .export import default_path
+
     return Path(default_path(name))
 
 

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import mnist_course as mc
+from mnist_course import serve
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +47,6 @@ def says(digit: str) -> str:
     return rf"CNN: ({digit} \(|not sure: {digit} or )"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def api(base: str, token: str, path: str, method: str = "GET"):
     req = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -66,7 +60,7 @@ def jupyterlab(tmp_path):
     root = tmp_path / "lab"
     root.mkdir()
     shutil.copy(mc.repo_root() / "notebooks" / NOTEBOOK, root / NOTEBOOK)
-    port, token = free_port(), os.urandom(16).hex()
+    port, token = serve.free_port(), os.urandom(16).hex()
     jupyter = tmp_path / "jupyter"
     env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0",
                MNIST_COURSE_FIGURES=str(tmp_path / "figures"), MNIST_COURSE_RESULTS=str(tmp_path / "results.json"),

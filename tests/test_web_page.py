@@ -182,6 +182,15 @@ class Page:
         assert not out["error"], f"the page shows an error: {out['error']}"
         return {**out, "seconds": seconds}
 
+    def both_answers(self, strokes) -> tuple[dict, dict]:
+        """Draw `strokes` with the server engine, then switch to the browser engine (the drawing stays):
+        (the server's answer, the browser's answer) to the same drawing."""
+        self.engine("server")
+        self.draw(strokes)
+        srv = self.answer("server")
+        self.engine("browser")
+        return srv, self.answer("browser")
+
     def close(self) -> None:
         self.context.close()
 
@@ -309,12 +318,7 @@ def test_draw_digits_server_and_browser_agree(server, browser):
         # 1. Server mode: draw each digit, read the server's answer, then the in-browser answer for the
         #    same drawing (switching engines does not change the drawing).
         for digit, strokes in DIGITS.items():
-            page.engine("server")
-            page.draw(strokes)
-            srv = page.answer("server")
-            page.engine("browser")
-            web = page.answer("browser")
-            report.append((digit, srv, web))
+            report.append((digit, *page.both_answers(strokes)))
         for digit, srv, web in report:
             print(f"drew {digit}: server {srv['answer']!r} ({srv['seconds']:.2f} s to the answer; {srv['meta']}), "
                   f"browser {web['answer']!r} ({web['seconds']:.2f} s; {web['meta']})")
@@ -332,11 +336,7 @@ def test_draw_digits_server_and_browser_agree(server, browser):
         assert all("on the server" in s["meta"] and "in the browser" in w["meta"] for _, s, w in report), \
             "the page does not say which engine answered"
         for what, strokes in NOT_DIGITS.items():
-            page.engine("server")
-            page.draw(strokes)
-            srv = page.answer("server")
-            page.engine("browser")
-            web = page.answer("browser")
+            srv, web = page.both_answers(strokes)
             print(f"drew {what}: server {srv['answer']!r} {srv['reason']!r}, browser {web['answer']!r} {web['reason']!r}")
             assert srv["status"] == web["status"] == "no digit" and srv["reason"] == web["reason"], \
                 f"drew {what}: the server says {srv['answer']!r} ({srv['reason']}), the browser {web['answer']!r} ({web['reason']})"
