@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_write
 from .models import rebuild
 
 
@@ -38,23 +38,6 @@ class CheckpointError(ValueError):
 MAX_LIST_LEN = 16  # longest list (hidden layers, conv blocks) accepted in a file's model config
 
 
-def _atomic_write(path: Path, write, overwrite: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or choose another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is ordinary data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None,
                overwrite: bool = False) -> Path:
     """Write a model's weights (and its class name, config and `metadata`) to a .safetensors file."""
@@ -63,7 +46,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict | None 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"type": type(model).__name__, "config": getattr(model, "config", None), **(metadata or {})}
     text = json.dumps(meta, default=_json_default)
-    return _atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata={"mnist_course": text}), overwrite)
+    return atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata={"mnist_course": text}), overwrite)
 
 
 def _json_default(obj):
@@ -170,7 +153,7 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[nn.Module, dict]:
 
 def save_state(state: dict, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write a training-state dict (tensors, numbers, strings, lists, dicts) with torch.save, atomically."""
-    return _atomic_write(Path(path), lambda tmp: torch.save(state, tmp), overwrite)
+    return atomic_write(Path(path), lambda tmp: torch.save(state, tmp), overwrite)
 
 
 def load_state(path: str | os.PathLike, map_location="cpu") -> dict:

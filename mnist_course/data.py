@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import repo_root, resolve_path
+from .settings import repo_root, resolve_path
 
 DATA_ENV = "MNIST_COURSE_DATA"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -26,11 +26,11 @@ The live drawing pad built on these functions is :class:`mnist_course.pad.Drawin
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from scipy import ndimage
+
+from .utils import latency_ms
 
 # The training set's mean and std of x / 255 (what MNISTData computes); used when none are given.
 MNIST_MEAN = 0.1307
@@ -516,7 +518,7 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST
 
 # "Not sure" below this top probability: the course CNN's threshold, computed by calibrate_not_sure on
 # realistic pictures of 2,000 validation digits (recipes.BEST_CNN's split, seed 0; never the test set):
-#   python -m mnist_course.drawing --calibrate --n 2000
+#   mnist-course bench calibrate --n 2000
 NOT_SURE_BELOW = 0.81
 
 
@@ -552,7 +554,7 @@ def validation_pictures(n: int = 2000, seed: int = 0, val_size: int | None = Non
     validation split (recipes.BEST_CNN's val_size, split seed 0: never the test set):
     a list of (uint8 (H, W) picture, label int, kind str)."""
     from .data import load_mnist
-    from .pictures import picture_set
+    from .photos import picture_set
     from .recipes import BEST_CNN
 
     data = load_mnist("mnist")
@@ -665,77 +667,11 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
-# ----------------------------------------------------------------------------------- benchmarking
-
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[int]:
-    """Run a block with `num_threads` PyTorch CPU threads and restore the previous number afterwards,
-    even on error (None: leave it as is). Yields the number in use. Notebook 08 and the benchmark time
-    single-image prediction with it, without changing the kernel's setting for everything else."""
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-    before = torch.get_num_threads()
-    try:
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
 def latency(model: torch.nn.Module, images: Sequence[np.ndarray], repeats: int = 1,
             mean: float = MNIST_MEAN, std: float = MNIST_STD) -> float:
-    """Median seconds of preprocess + predict, one canvas image at a time (what the pad does)."""
-    times = []
-    predict_image(images[0], model, mean=mean, std=std)   # warm-up
-    for _ in range(repeats):
-        for img in images:
-            start = time.perf_counter()
-            predict_image(img, model, mean=mean, std=std)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def benchmark_rows(models: dict[str, torch.nn.Module] | None = None, n: int = 50,
-                   seed: int = 0, threads: int | None = 1) -> list[dict]:
-    """Median preprocess + predict latency (ms) per model on n MNIST test digits redrawn on a
-    280x280 canvas, with `threads` PyTorch threads (restored afterwards; None: leave as is).
-    Rows {"task", "model", "ms", "goal", "threads"}; loads the course's models if none are given."""
-    from .data import load_mnist
-
-    data = load_mnist("mnist")
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(data.X_test), size=n, replace=False)
-    images = [draw_digit_on_canvas(data.X_test[i].numpy(), rng) for i in idx]
-    if models is None:
-        from .pretrained import load_course_model
-
-        models = {name: load_course_model(name, device="cpu")[0] for name in ("mlp", "cnn")}
-    rows = []
-    with torch_threads(threads) as used:
-        for name, model in models.items():
-            ms = 1000 * latency(model, images, repeats=3, mean=data.mean, std=data.std)
-            rows.append({"task": "drawing: preprocess + predict one 280x280 canvas", "model": name,
-                         "ms": round(ms, 3), "goal": "<= 5 ms", "threads": used})
-    return rows
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Calibrate the 'not sure' threshold of predict_image "
-                                     "on realistic pictures of validation digits (never the test set).")
-    parser.add_argument("--calibrate", action="store_true", help="compute NOT_SURE_BELOW")
-    parser.add_argument("--n", type=int, default=2000, help="validation digits (default 2000)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if not args.calibrate:
-        parser.error("nothing to do: give --calibrate")
-    from .pretrained import load_course_model
-
-    cnn, info = load_course_model("cnn", device="cpu", train_if_missing=False)
-    result = calibrate_not_sure(cnn, validation_pictures(args.n, args.seed), info["mean"], info["std"])
-    print(f"course CNN ({info['path']}) on {args.n} validation pictures: " +
-          ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
-    print(f"NOT_SURE_BELOW = {result['threshold']}  (in the code: {NOT_SURE_BELOW})")
+    """Median seconds of preprocess + predict, one canvas image at a time (what the pad does); the
+    first image once more beforehand as a warm-up (:func:`mnist_course.utils.latency_ms`)."""
+    order = itertools.cycle(images)
+    ms = latency_ms(lambda: predict_image(next(order), model, mean=mean, std=std),
+                    repeats=repeats * len(images), warmup=1)
+    return ms / 1000

@@ -20,16 +20,17 @@ from torch import nn
 
 from .checkpoint import (
     CheckpointError,
-    _atomic_write,
     load_weights,
     read_metadata,
     rebuild_checked,
     save_model,
 )
+from .files import atomic_write
 from .models import build_model, count_parameters
-from .utils import fast_mode, get_device, models_dir
+from .settings import fast_mode, models_dir
+from .utils import get_device
 
-COURSE_MODELS = {"cnn": "cnn_best", "mlp": "mlp"}  # course name -> build_model name
+COURSE_MODELS = ("cnn", "mlp")  # the course models: build_model names too
 REQUIRED_INFO = ("mean", "std", "test_acc", "classes", "dataset")
 
 
@@ -65,7 +66,7 @@ def save_course_model(model: nn.Module, name: str, info: dict, overwrite: bool =
     info = {"type": type(model).__name__, "config": model.config, "parameters": count_parameters(model),
             "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **info}
     save_model(model, weights, metadata=info, overwrite=overwrite)
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"), overwrite=True)
+    atomic_write(meta_path, json.dumps(info, indent=2) + "\n")
     return weights
 
 
@@ -177,7 +178,7 @@ def train_quick_model(name: str = "cnn", dataset: str = "mnist", device=None, fa
         print(f"training a quick course model {key!r} on {dataset} ({len(data.X_train)} images, "
               f"{num_epochs} epoch(s)); run notebook 06 for the full one")
     torch.manual_seed(seed)
-    model = build_model(COURSE_MODELS[key]).to(device)
+    model = build_model(key).to(device)
     train_loader = BatchIterator(data.normalize(data.X_train), data.y_train, batch_size=128, shuffle=True,
                                  seed=seed, device=device)
     test_loader = BatchIterator(data.normalize(data.X_test), data.y_test, batch_size=1024, device=device)
@@ -187,7 +188,7 @@ def train_quick_model(name: str = "cnn", dataset: str = "mnist", device=None, fa
     test = evaluate(model, test_loader)
     info = {"mean": data.mean, "std": data.std, "test_acc": test["acc"], "classes": list(data.classes),
             "dataset": data.name, "trained_by": "pretrained.train_quick_model", "fast": bool(fast),
-            "num_epochs": num_epochs, "n_train": len(data.X_train), "model": COURSE_MODELS[key]}
+            "num_epochs": num_epochs, "n_train": len(data.X_train), "model": key}
     if verbose:
         print(f"quick {key}: test accuracy {100 * test['acc']:.2f}%")
     return model.eval(), info

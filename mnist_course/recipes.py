@@ -1,6 +1,6 @@
 """Training recipes: one definition of each named set of settings, shared by notebook 06 and the CLI.
 
-``BEST_CNN`` is the course's best CNN (notebook 06; ``python -m mnist_course.train --recipe best-cnn``).
+``BEST_CNN`` is the course's best CNN (notebook 06; ``mnist-course train --recipe best-cnn``).
 :func:`train_setup` turns a recipe into (model, train_loader, optimizer, scheduler), always drawing
 random numbers in the same order, so the notebook and the command line train identical models
 from the same seed (same initial weights, same batches, same augmentation draws).
@@ -14,7 +14,7 @@ import torch
 # training images held out (data.split(val_size, seed)) to choose the best epoch; "augment" the
 # ranges of augment.RandomAffine (None: no augmentation).
 BEST_CNN = {
-    "model": "cnn_best",
+    "model": "cnn",
     "optimizer": "adamw",
     "lr": 3e-3,
     "scheduler": "onecycle",  # stepped once per batch

@@ -1,139 +1,33 @@
-"""Course-wide helpers: folders, fast/full mode, seeding, device, progress bars and figures.
+"""Notebook helpers: seeding, device, progress bars, figures, timing and the setup cell.
 
-Every notebook starts with these, so they do not depend on the current directory: papermill
-starts kernels in the caller's folder, nbval and JupyterLab in the notebook's, scripts anywhere.
-Relative paths in the variables below are taken from the repository root, never from the
-current directory.
-
-Where a run's outputs go (so that a learner's run never changes a tracked file):
-
-- a learner's run (JupyterLab, papermill, `python -m mnist_course.course`), full mode:
-  figures in ``<repo>/build/my-run/figures``, numbers in ``<repo>/build/my-run/results.json``;
-- any fast-mode run: ``<repo>/build/fast/figures`` and ``<repo>/build/fast/results.json``;
-- the recorded course run (``make course``, i.e. ``python -m mnist_course.course --record``, which
-  sets ``MNIST_COURSE_RECORD=1``; full mode only): the tracked ``<repo>/figures`` and
-  ``<repo>/results/results.json``;
-- trained models: ``<repo>/models`` in full mode, ``<repo>/models/fast`` in fast mode (both
-  git-ignored), so a fast-mode model is never taken for a course model.
-
-A dataset other than MNIST gets its own figure folder (``.../figures/fashion``).
-
-Environment variables (all optional):
-
-- ``MNIST_COURSE_DATA``     data root holding ``MNIST/raw/`` (default ``<repo>/data``)
-- ``MNIST_COURSE_FAST``     ``1`` runs notebooks in fast mode (tiny subsets, short training)
-- ``MNIST_COURSE_PROGRESS`` ``0`` silences the course's progress bars
-- ``MNIST_COURSE_RECORD``   ``1``: a full-mode run writes the tracked figures/ and results/results.json
-- ``MNIST_COURSE_FIGURES``  folder for figures (default: see above)
-- ``MNIST_COURSE_RESULTS``  results file (default: see above)
-- ``MNIST_COURSE_MODELS``   folder for trained models (default ``<repo>/models``; fast mode uses its
-  ``fast/`` subfolder)
+Every notebook starts with :func:`setup_notebook`. Paths, fast/full mode and the environment
+variables live in :mod:`mnist_course.settings` (re-exported here for the notebooks' ``mc.`` names).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    """Read a yes/no environment variable; raise ValueError on anything else."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ValueError(f"{name}={value!r} is not a yes/no value: use 1 or 0.")
-
-
-def repo_root() -> Path:
-    """The repository folder (the one holding pyproject.toml), found from this file's location."""
-    here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").is_file() and (here / "mnist_course").is_dir():
-        return here
-    # Installed without -e: fall back to the current directory.
-    return Path.cwd()
-
-
-def resolve_path(value: str | os.PathLike) -> Path:
-    """An absolute path: `value` with ~ expanded, relative paths taken from the repository root."""
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else repo_root() / path).resolve()
-
-
-def _folder(env: str, default: Path, create: bool) -> Path:
-    value = os.environ.get(env)
-    path = resolve_path(value) if value else default
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def fast_mode(default: bool = False) -> bool:
-    """True when $MNIST_COURSE_FAST asks for the fast (CI) mode of the notebooks."""
-    return _env_flag("MNIST_COURSE_FAST", default)
-
-
-def recording() -> bool:
-    """True when this is the recorded course run ($MNIST_COURSE_RECORD=1, set by `make course`)."""
-    return _env_flag("MNIST_COURSE_RECORD", False)
-
-
-# What setup_notebook chose for this process: results.record() stores the seed and dataset with
-# every number, and the default figure folder depends on the dataset.
-_RUN: dict = {"seed": None, "dataset": "mnist"}
-
-
-def current_run() -> dict:
-    """{"seed": int or None, "dataset": "mnist" | "fashion"} as set by the last setup_notebook(...)."""
-    return dict(_RUN)
-
-
-def run_folder(fast: bool | None = None) -> Path | None:
-    """Default folder for an unrecorded run's figures and results: <repo>/build/fast in fast mode,
-    <repo>/build/my-run in full mode; None for the recorded run (full mode with $MNIST_COURSE_RECORD=1),
-    whose figures and results are the tracked <repo>/figures and <repo>/results/results.json."""
-    fast = fast_mode() if fast is None else fast
-    if fast:
-        return repo_root() / "build" / "fast"
-    return None if recording() else repo_root() / "build" / "my-run"
-
-
-def tracked_figures_dir() -> Path:
-    """<repo>/figures: the figures of the recorded course run (tracked in git)."""
-    return repo_root() / "figures"
-
-
-def figures_dir(create: bool = True) -> Path:
-    """Folder that figures are saved to: $MNIST_COURSE_FIGURES, else <run_folder()>/figures, else (the
-    recorded run) <repo>/figures; a subfolder named after the dataset when it is not MNIST."""
-    folder = run_folder()
-    default = tracked_figures_dir() if folder is None else folder / "figures"
-    if _RUN["dataset"] != "mnist":
-        default = default / _RUN["dataset"]
-    return _folder("MNIST_COURSE_FIGURES", default, create)
-
-
-def models_dir(create: bool = True) -> Path:
-    """Folder for the course's trained models: $MNIST_COURSE_MODELS or <repo>/models in full mode,
-    its `fast/` subfolder in fast mode (fast-mode models never mix with the full ones)."""
-    value = os.environ.get("MNIST_COURSE_MODELS")
-    path = resolve_path(value) if value else repo_root() / "models"
-    if fast_mode():
-        path = path / "fast"
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
+from .settings import (
+    VERSION,
+    current_run,
+    env_flag,
+    fast_mode,
+    figures_dir,
+    recording,
+    repo_root,
+    resolve_path,
+    set_current_run,
+    tracked_figures_dir,
+)
 
 _PROGRESS: bool | None = None
 
@@ -148,7 +42,7 @@ def progress_enabled() -> bool:
     """Whether progress bars are shown: set_progress(...) first, then $MNIST_COURSE_PROGRESS."""
     if _PROGRESS is not None:
         return _PROGRESS
-    return _env_flag("MNIST_COURSE_PROGRESS", True)
+    return env_flag("MNIST_COURSE_PROGRESS", True)
 
 
 def progress(iterable=None, **kwargs):
@@ -204,6 +98,45 @@ def get_device(prefer: str | None = None):
     return torch.device("cpu")
 
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[int]:
+    """Run a block with `num_threads` PyTorch CPU threads and restore the previous number afterwards,
+    even on error (None: leave it as is). Yields the number in use. Notebook 08 and the benchmark time
+    single-image prediction with it, without changing the kernel's setting for everything else."""
+    import torch
+
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    before = torch.get_num_threads()
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def latency_ms(fn: Callable[[], object], repeats: int = 200, warmup: int = 10, device=None) -> float:
+    """Median milliseconds of one call of fn(), after `warmup` calls that are not counted (the first
+    calls allocate and compile); on a CUDA `device` each call is waited for. The one timing helper of
+    the course: notebook 08, the drawing pad's latency and the benchmark all use it."""
+    import torch
+
+    device = torch.device(device or "cpu")
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def save_figure(fig, name: str, folder: str | os.PathLike | None = None, dpi: int = 110) -> Path:
     """Save a matplotlib figure as <figures_dir()>/<name>.png, whatever the current directory.
 
@@ -225,9 +158,7 @@ def describe_environment() -> str:
     """One line naming the library, Python, NumPy and PyTorch versions and the device."""
     import platform
 
-    from . import __version__
-
-    parts = [f"mnist_course {__version__}", f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
+    parts = [f"mnist_course {VERSION}", f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
     try:
         import torch
 
@@ -316,13 +247,13 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, figures: str | os.Pa
     if progress is not None:
         set_progress(progress)
     seed = seed_everything(seed)
-    _RUN.update(seed=seed, dataset=canonical_name(dataset))
+    set_current_run(seed, canonical_name(dataset))
     from .results import results_path
 
     def short(p: Path) -> str:
         return str(p.relative_to(repo_root())) if p.is_relative_to(repo_root()) else str(p)
 
-    print(f"{describe_environment()} | {'fast' if fast else 'full'} mode | seed {seed} | {_RUN['dataset']}")
+    print(f"{describe_environment()} | {'fast' if fast else 'full'} mode | seed {seed} | {current_run()['dataset']}")
     print(f"figures -> {short(figures_dir(create=False))}, results -> {short(results_path())}"
           + (" (the recorded course run)" if recording() and not fast else ""))
     return fast

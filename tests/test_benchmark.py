@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from mnist_course import benchmark
+from mnist_course.bench import benchmark
 
 
 def test_torchvision_loader_gives_the_same_images_as_normalize(mnist):

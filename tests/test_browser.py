@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import mnist_course as mc
-from mnist_course import serve
+from mnist_course.serving import service as serve
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from mnist_course.train import main
+from mnist_course.tooling.train import main
 
 
 def test_help_runs_as_a_module():
-    out = subprocess.run([sys.executable, "-m", "mnist_course.train", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "mnist_course", "train", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0
     for flag in ("--model", "--epochs", "--optimizer", "--lr", "--batch-size", "--seed", "--dataset", "--out"):
@@ -205,7 +205,7 @@ def test_an_unusable_device_is_a_clear_argument_error(tiny, tmp_path, device, ca
 
 
 def settings(argv):
-    from mnist_course.train import DEFAULTS, build_parser, resolve_settings
+    from mnist_course.tooling.train import DEFAULTS, build_parser, resolve_settings
 
     return resolve_settings(build_parser().parse_args(argv), DEFAULTS)
 
@@ -232,7 +232,7 @@ def test_augmentation_options():
 
 
 def test_help_documents_the_recipe_and_augmentation():
-    out = subprocess.run([sys.executable, "-m", "mnist_course.train", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "mnist_course", "train", "--help"], capture_output=True, text=True,
                          timeout=120)
     for text in ("--recipe", "best-cnn", "--augment", "--no-augment", "--degrees", "--translate", "--scale",
                  "--epochs 15"):

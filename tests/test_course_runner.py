@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mnist_course import course
+from mnist_course.tooling import runner as course
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ import pytest
 from test_exercises import MUTANTS
 
 from mnist_course import exercises as E
-from mnist_course.course import course_notebooks
+from mnist_course.tooling.runner import course_notebooks
 
 NOTEBOOKS = course_notebooks()
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import mnist_course as mc
-from mnist_course import export
+from mnist_course.serving import export
 from mnist_course.checkpoint import CheckpointError, save_model
-from mnist_course.export import ExportError, default_path, export_onnx, load_onnx, main
+from mnist_course.serving.export import ExportError, default_path, export_onnx, load_onnx, main
 from mnist_course.models import build_model
 
 BROWSER_OPS = {"Conv", "Gemm", "Relu", "MaxPool", "Reshape", "Flatten"}  # BatchNorm folded away
@@ -157,7 +157,7 @@ def test_an_export_without_a_dynamic_batch_axis_is_refused(models_home, tmp_path
 
 
 def test_a_training_run_exports_with_its_recorded_accuracy_and_normalisation(isolated_outputs, mnist, monkeypatch):
-    from mnist_course.train import main as train
+    from mnist_course.tooling.train import main as train
 
     monkeypatch.setenv("MNIST_COURSE_PROGRESS", "0")
     run = isolated_outputs / "runs" / "tiny-cnn"
@@ -233,7 +233,7 @@ def test_latency_is_a_median_after_the_warm_up():
         calls.append(1)
         time.sleep(0.05 if len(calls) <= 5 else 0.0)  # five slow first calls: the warm-up
 
-    from mnist_course.benchmark import latency_ms  # what export.benchmark_rows times with
+    from mnist_course.bench.benchmark import latency_ms  # what export.benchmark_rows times with
 
     assert latency_ms(slow_start, repeats=9, warmup=5) < 10  # counted, they would be the median
     assert len(calls) == 14
@@ -263,7 +263,7 @@ def test_benchmark_rows_time_both_engines_per_model_on_one_thread(mnist, monkeyp
     assert sessions == [1, 1]  # one ONNX Runtime session per model, one thread each
 
 
-ORT_WEB = mc.utils.repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"
+ORT_WEB = mc.settings.repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"
 NODE_SCRIPT = """
 import * as ort from %(ort)s;
 import fs from "fs";

@@ -13,7 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 import mnist_course as mc
-from mnist_course import nbrefs
+from mnist_course.tooling import nbrefs
 
 CHEAP = "02"  # the quickest notebook with a checked cell (~10 s under nbval in fast mode)
 

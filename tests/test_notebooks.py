@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import mnist_course as mc
-from mnist_course.course import course_notebooks
+from mnist_course.tooling.runner import course_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +45,14 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
     temp.mkdir()
     env["TMPDIR"] = str(temp)
     env.setdefault("MNIST_COURSE_MODELS", str(tmp_path / "models"))  # CI: build/test/models, reused by test_browser
-    models = mc.utils.resolve_path(env["MNIST_COURSE_MODELS"])
+    models = mc.settings.resolve_path(env["MNIST_COURSE_MODELS"])
     root = mc.repo_root()
     course_files = snapshot(root / "figures", root / "results", root / "models")
     models_before = top_level(models) if models.is_dir() else {}
     # Started from an unrelated directory, as an instructor's script would be.
     # SOLVE=True fills every exercise with its reference solution: every check must pass. (nbval runs
     # the untouched notebooks, where every exercise is "not attempted yet" and nothing stops.)
-    proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--output", str(out), "-p", "SOLVE", "True"],
+    proc = subprocess.run([sys.executable, "-m", "mnist_course", "course", "--output", str(out), "-p", "SOLVE", "True"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     notebooks = course_notebooks()
@@ -82,6 +82,6 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
 
 
 def test_course_runner_rejects_unknown_notebook(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--only", "99", "--output", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "mnist_course", "course", "--only", "99", "--output", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "matches no notebook" in proc.stderr

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import mnist_course as mc
-from mnist_course.nbrefs import comparable, is_checked
+from mnist_course.tooling.nbrefs import comparable, is_checked
 
 try:
     import tomllib

@@ -10,7 +10,7 @@ import mnist_course as mc
 from mnist_course.augment import RandomAffine
 from mnist_course.models import build_model
 from mnist_course.recipes import BEST_CNN, train_setup
-from mnist_course.train import main
+from mnist_course.tooling.train import main
 from mnist_course.training import fit, make_optimizer, make_scheduler, train_epoch
 
 NOTEBOOK_06 = Path(__file__).resolve().parents[1] / "notebooks" / "06_regularisation_and_tricks.ipynb"

@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from mnist_course import drawing as dr
-from mnist_course import serve
+from mnist_course.serving import service as serve
 
 MEAN, STD = 0.5, 0.25           # not MNIST's: a service that ignores the model's own mean/std is caught
 KEYS = {"digit", "status", "reason", "topk", "probabilities", "seconds", "model_seconds",

@@ -11,7 +11,8 @@ import time
 import pytest
 from PIL import Image
 
-from mnist_course import drawing, serve
+from mnist_course import drawing
+from mnist_course.serving import service as serve
 
 pytestmark = pytest.mark.slow          # about a minute and a half: three server starts and the load test
 

@@ -23,8 +23,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 import mnist_course as mc
-from mnist_course import site as site_mod
-from mnist_course.course import course_notebooks
+from mnist_course.tooling import site as site_mod
+from mnist_course.tooling.runner import course_notebooks
 
 CHROMIUM = Path(os.environ.get("MNIST_COURSE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -220,7 +220,7 @@ def fast_run(tmp_path_factory) -> Path:
                MNIST_COURSE_FIGURES=str(run / "figures"), MNIST_COURSE_RESULTS=str(run / "results.json"))
     env.pop("MNIST_COURSE_RECORD", None)
     env.setdefault("MNIST_COURSE_MODELS", str(run / "models"))
-    proc = subprocess.run([sys.executable, "-m", "mnist_course.course", "--fast", "--output", str(run / "notebooks")],
+    proc = subprocess.run([sys.executable, "-m", "mnist_course", "course", "--fast", "--output", str(run / "notebooks")],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, "the fast course run for the site failed:\n" + proc.stdout[-2000:] + proc.stderr[-3000:]
     return run

@@ -68,7 +68,7 @@ def test_a_folder_with_another_runs_events_is_refused_and_a_resumed_run_continue
 
 
 def test_training_cli_tensorboard_writes_a_subfolder_per_run(tmp_path, mnist, monkeypatch, capsys):
-    from mnist_course.train import main
+    from mnist_course.tooling.train import main
 
     monkeypatch.setenv("MNIST_COURSE_PROGRESS", "0")
     monkeypatch.setenv("MNIST_COURSE_FAST", "0")  # --fast trains one epoch only; this takes seconds anyway

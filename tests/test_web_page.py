@@ -75,7 +75,7 @@ def server(tmp_path_factory):
     source = mc.models_dir()
     models = tmp_path_factory.mktemp("models")
     env = dict(os.environ, MNIST_COURSE_MODELS=str(models), MNIST_COURSE_PROGRESS="0", OMP_NUM_THREADS="1")
-    target = models / "fast" if mc.utils.fast_mode() else models
+    target = models / "fast" if mc.settings.fast_mode() else models
     target.mkdir(parents=True, exist_ok=True)
     for name in ("course_cnn.safetensors", "course_cnn.json"):
         if (source / name).is_file():

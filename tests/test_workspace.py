@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mnist_course import workspace
+from mnist_course.tooling import workspace
 
 
 def _course(tmp_path, text="v1"):

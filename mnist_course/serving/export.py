@@ -1,8 +1,8 @@
-"""Export a trained model to ONNX, check it against PyTorch, and time both (issue 11: ship your model).
+"""Export a trained model to ONNX, check it against PyTorch, and time both.
 
-    python -m mnist_course.export --model cnn                      # models/onnx/cnn.onnx (make export)
-    python -m mnist_course.export --checkpoint runs/cnn-adamw      # a run of mnist_course.train
-    python -m mnist_course.export --model mlp --out mlp.onnx --force
+    mnist-course export --model cnn                      # models/onnx/cnn.onnx (make export)
+    mnist-course export --checkpoint runs/cnn-adamw      # a run of mnist-course train
+    mnist-course export --model mlp --out mlp.onnx --force
 
 The file is one self-contained ``.onnx`` (weights inside, no external data) written with PyTorch's
 ``torch.onnx.export(..., dynamo=True)`` (the default exporter since PyTorch 2.9; it needs
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .utils import models_dir
+from ..settings import models_dir
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 OPSET = 20            # onnxruntime-web runs it; the dynamo exporter's own default in torch 2.9-2.14
@@ -60,7 +60,7 @@ def default_path(name: str) -> Path:
 
 
 def _course_source(name: str) -> tuple[nn.Module, dict]:
-    from .pretrained import load_course_model
+    from ..pretrained import load_course_model
 
     model, info = load_course_model(name, device="cpu")
     return model, {"model": name, "dataset": info["dataset"], "mean": info["mean"], "std": info["std"],
@@ -69,19 +69,19 @@ def _course_source(name: str) -> tuple[nn.Module, dict]:
 
 def _checkpoint_source(path: Path) -> tuple[nn.Module, dict]:
     """(model in eval mode, info) from a training run folder or a .safetensors file written by save_model."""
-    from .checkpoint import CheckpointError, load_model
-    from .data import load_mnist
+    from ..checkpoint import CheckpointError, load_model
+    from ..data import load_mnist
 
     path = Path(path)
     if path.is_dir():
         weights = path / "best.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"{path} holds no best.safetensors: give a run folder of "
-                                    "`python -m mnist_course.train` (after its first epoch) or a .safetensors file.")
+                                    "`mnist-course train` (after its first epoch) or a .safetensors file.")
     elif path.is_file():
         weights = path
     else:
-        raise FileNotFoundError(f"no checkpoint at {path}: give a run folder of `python -m mnist_course.train` "
+        raise FileNotFoundError(f"no checkpoint at {path}: give a run folder of `mnist-course train` "
                                 "or a .safetensors file written by mnist_course.checkpoint.save_model.")
     if weights.suffix != ".safetensors":
         raise CheckpointError(f"{weights} is not a .safetensors model file; give the run folder or its "
@@ -110,7 +110,7 @@ def _checkpoint_source(path: Path) -> tuple[nn.Module, dict]:
 
 
 def _read_json(path: Path) -> dict:
-    from .checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
 
     if not path.is_file():
         return {}
@@ -125,7 +125,7 @@ def resolve(model_name_or_checkpoint) -> tuple[nn.Module, dict]:
 
     info: model (the name), dataset, mean, std, classes, accuracy (recorded test accuracy or None), source.
     """
-    from .pretrained import COURSE_MODELS
+    from ..pretrained import COURSE_MODELS
 
     if isinstance(model_name_or_checkpoint, str) and model_name_or_checkpoint.strip().lower() in COURSE_MODELS:
         return _course_source(model_name_or_checkpoint.strip().lower())
@@ -203,12 +203,12 @@ def load_onnx(path: str | os.PathLike, threads: int | None = 1):
     Run it with session.run(["logits"], {"input": X}) on X: float32 (N, 1, 28, 28) normalised -> (N, 10)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {path}; export one with `python -m mnist_course.export`.")
+        raise FileNotFoundError(f"no ONNX file at {path}; export one with `mnist-course export`.")
     try:
         sess = session(path, threads)
     except Exception as e:  # onnxruntime raises its own exception types for unreadable files
         raise ExportError(f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}); "
-                          "export it again with `python -m mnist_course.export --force`.") from e
+                          "export it again with `mnist-course export --force`.") from e
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     missing = [k for k in ("model", "mean", "std", "classes") if k not in meta]
     if missing:
@@ -286,16 +286,16 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
                               "or choose another --out.")
     if path.exists() and not path.is_file():
         raise FileExistsError(f"{path} exists and is not a file; choose another --out.")
-    from . import __version__
+    from ..settings import VERSION as __version__
 
     data = None
     if verify or info["accuracy"] is None:
-        from .data import load_mnist
+        from ..data import load_mnist
 
         data = load_mnist(info["dataset"])
     if info["accuracy"] is None:  # e.g. a run stopped before metrics.json: measure what train.py records
-        from .data import BatchIterator
-        from .training import evaluate
+        from ..data import BatchIterator
+        from ..training import evaluate
 
         info["accuracy"] = evaluate(model, BatchIterator(data.normalize(data.X_test), data.y_test, 1000))["acc"]
     metadata = {"model": info["model"], "dataset": info["dataset"], "mean": float(info["mean"]),
@@ -328,63 +328,21 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
     return report
 
 
-# ------------------------------------------------------------------------------------ benchmark
-
-
-def benchmark_rows(models: dict[str, nn.Module] | list[str] | None = None, repeats: int = 200,
-                   warmup: int = 20, threads: int = 1) -> list[dict]:
-    """Median single-image latency (ms), PyTorch eager vs ONNX Runtime, on the same normalised test digit,
-    `threads` threads each, warm-up runs excluded. models: {name: module}, names of course models, or
-    None for the course's cnn and mlp. Exports in memory (writes nothing). Two rows per model,
-    {"task", "model", "ms", "goal", "threads"}, like mnist_course.drawing.benchmark_rows."""
-    from .benchmark import latency_ms
-    from .data import load_mnist
-    from .drawing import torch_threads
-
-    if models is None:
-        models = ["cnn", "mlp"]
-    if not isinstance(models, dict):
-        models = {name: resolve(name)[0] for name in models}
-    data = load_mnist("mnist")
-    X = data.normalize(data.X_test[:1]).contiguous()
-    X_np = X.numpy()
-    rows = []
-    with torch_threads(threads) as used:
-        for name, model in models.items():
-            model = model.to("cpu").eval()
-            sess = session(to_onnx(model).SerializeToString(), threads=threads)
-
-            def eager(model=model):
-                with torch.inference_mode():
-                    model(X)
-
-            def ort_run(sess=sess):
-                sess.run([OUTPUT_NAME], {INPUT_NAME: X_np})
-
-            ms_torch = latency_ms(eager, repeats, warmup)
-            ms_ort = latency_ms(ort_run, repeats, warmup)
-            rows.append({"task": "one image: PyTorch eager", "model": name, "ms": round(ms_torch, 4),
-                         "goal": "", "threads": used})
-            rows.append({"task": "one image: ONNX Runtime (exported file)", "model": name, "ms": round(ms_ort, 4),
-                         "goal": "<= PyTorch eager", "threads": used})
-    return rows
-
-
 # ----------------------------------------------------------------------------------------- CLI
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m mnist_course.export",
+        prog="mnist-course export",
         description="Export a course model or a training checkpoint to ONNX, verified against PyTorch on the "
                     "whole test set.",
-        epilog="Examples: python -m mnist_course.export --model cnn | python -m mnist_course.export "
+        epilog="Examples: mnist-course export --model cnn | mnist-course export "
                "--checkpoint runs/cnn-adamw --out cnn-adamw.onnx")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", default=None,
                         help="a course model: cnn (notebook 06's best CNN) or mlp (notebook 04); default cnn")
     source.add_argument("--checkpoint", type=Path, default=None,
-                        help="a run folder of `python -m mnist_course.train` (its best.safetensors) or a "
+                        help="a run folder of `mnist-course train` (its best.safetensors) or a "
                              ".safetensors file written by mnist_course.checkpoint.save_model")
     p.add_argument("--out", type=Path, default=None,
                    help="the .onnx file to write (default: models/onnx/<name>.onnx; models/fast/onnx in fast mode)")
@@ -395,15 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError, UnsafeCheckpointError
-    from .data import DataCorruptError, DataNotFoundError
-    from .pretrained import FastModelError
+    from ..checkpoint import CheckpointError, UnsafeCheckpointError
+    from ..data import DataCorruptError, DataNotFoundError
+    from ..pretrained import FastModelError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     source = args.checkpoint if args.checkpoint is not None else (args.model or "cnn")
     if args.checkpoint is None:
-        from .pretrained import COURSE_MODELS
+        from ..pretrained import COURSE_MODELS
 
         if source.strip().lower() not in COURSE_MODELS:
             parser.error(f"--model {source}: unknown course model; choose one of {', '.join(COURSE_MODELS)}, "
@@ -434,6 +392,3 @@ def main(argv: list[str] | None = None) -> int:
           f"recorded test accuracy {100 * meta['accuracy']:.2f}%")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,8 +6,8 @@ minutes), so working in ``notebooks/`` would change tracked files. `make lab` th
 your copies are never touched. When the course's version of a notebook changes (a `git pull`),
 you are told which copies are older and how to get the new version, and nothing is overwritten.
 
-    python -m mnist_course.workspace            # copy what is missing into my-notebooks/, report updates
-    python -m mnist_course.workspace --dest DIR # another folder
+    mnist-course lab --copy-only            # copy what is missing into my-notebooks/, report updates
+    mnist-course lab --copy-only --dest DIR # another folder
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .utils import repo_root, resolve_path
+from ..settings import repo_root, resolve_path
 
 DEFAULT_DEST = "my-notebooks"
 _VERSIONS = ".course-versions.json"  # course notebook -> SHA-256 of the version that was copied
@@ -63,7 +63,7 @@ def prepare(dest: str | Path | None = None, source: str | Path | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.workspace",
+    parser = argparse.ArgumentParser(prog="mnist-course lab",
                                      description="Copy the course notebooks into your own folder (never overwriting).")
     parser.add_argument("--dest", default=None, help=f"your folder (default: <repo>/{DEFAULT_DEST})")
     args = parser.parse_args(argv)
@@ -81,6 +81,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"your notebooks: {dest} (git-ignored; notebooks/ stays as the course ships it)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

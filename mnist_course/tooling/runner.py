@@ -1,10 +1,10 @@
 """Run every course notebook in order with papermill (what `make course` does).
 
-    python -m mnist_course.course                      # full mode, a private run into build/my-run/
-    python -m mnist_course.course --fast               # fast mode (tiny subsets), into build/fast/
-    python -m mnist_course.course --record             # the recorded run (`make course`): figures/, results/
-    python -m mnist_course.course --only 01 02         # some notebooks only
-    python -m mnist_course.course -p SEED 1            # papermill parameters
+    mnist-course course                      # full mode, a private run into build/my-run/
+    mnist-course course --fast               # fast mode (tiny subsets), into build/fast/
+    mnist-course course --record             # the recorded run (`make course`): figures/, results/
+    mnist-course course --only 01 02         # some notebooks only
+    mnist-course course -p SEED 1            # papermill parameters
 
 Executed copies go to the output folder (default build/my-run/notebooks, build/fast/notebooks, or
 build/notebooks for --record; the notebooks in notebooks/ are never modified); each kernel starts in
@@ -33,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from .utils import check_parameters, repo_root, run_folder
+from ..settings import repo_root, run_folder
+from ..utils import check_parameters
 
 LOCK_NAME = "course-run.lock"
 
@@ -154,24 +155,25 @@ def forget_results(path: Path, notebook: str, dataset: str) -> int:
     """Drop a notebook's entries for `dataset` from the results file before the recorded run reruns it,
     so that a number the notebook no longer records does not stay in the README as if it were current.
     Returns how many entries were dropped."""
-    from .data import canonical_name
-    from .results import _locked, atomic_write_text, load_results
+    from ..data import canonical_name
+    from ..files import atomic_write, locked
+    from ..results import load_results
 
     if not path.is_file():
         return 0
     prefix = f"{canonical_name(dataset)}/{notebook}/"
-    with _locked(path):
+    with locked(path):
         data = load_results(path)
         stale = [key for key in data["results"] if key.startswith(prefix)]
         for key in stale:
             del data["results"][key]
         if stale:
-            atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+            atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return len(stale)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.course", description="Run the course's notebooks with papermill.")
+    parser = argparse.ArgumentParser(prog="mnist-course course", description="Run the course's notebooks with papermill.")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the executed notebooks (default: build/my-run/notebooks; "
                              "build/fast/notebooks in fast mode; build/notebooks with --record)")
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if params.get("FAST") is False:
             parser.error("--fast and -p FAST False contradict each other")
         os.environ["MNIST_COURSE_FAST"] = "1"
-    from .utils import fast_mode
+    from ..settings import fast_mode
 
     fast = params["FAST"] if isinstance(params.get("FAST"), bool) else fast_mode()
     if args.record:
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     per_notebook = parameters_for(notebooks, params)
     folder = run_folder(fast)
     output = (args.output or (repo_root() / "build" / "notebooks" if folder is None else folder / "notebooks")).resolve()
-    from .results import results_path
+    from ..results import results_path
 
     results = Path(params["RESULTS"]) if params.get("RESULTS") else results_path(fast)
     if not results.is_absolute():
@@ -228,6 +230,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(notebooks)} notebook(s) in {time.perf_counter() - total:.0f} s; results in {results}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

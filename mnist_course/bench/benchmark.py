@@ -1,40 +1,34 @@
 """How fast is the course's way of feeding and training models? A report, not a test.
 
-    python -m mnist_course.benchmark                 # full run (about 15 minutes on 2 busy CPU cores)
-    python -m mnist_course.benchmark --quick         # a short run on a subset (a few minutes)
-    python -m mnist_course.benchmark --out results/benchmark.md   # also write the table (.md or .json)
+    mnist-course bench                 # full run (about 15 minutes on 2 busy CPU cores)
+    mnist-course bench --quick         # a short run on a subset (a few minutes)
+    mnist-course bench --out results/benchmark.md   # also write the table (.md or .json)
 
 It prints Markdown tables in four parts:
 
 1. **Throughput**: images per second through one epoch of in-memory batches (:class:`BatchIterator`)
    vs a torchvision ``DataLoader`` that decodes a PIL image per sample (``ToTensor`` + ``Normalize``),
    as in pytorch/examples' ``mnist/main.py``.
-2. **Time to 99 % test accuracy**: the course's loop (in-memory batches, ``cnn_best``, AdamW with
+2. **Time to 99 % test accuracy**: the course's loop (in-memory batches, the course ``cnn``, AdamW with
    a 2-epoch OneCycle schedule, batch 128) vs a pytorch/examples-style loop (``DataLoader``, its ``Net``, Adadelta with
    StepLR, batch 64), both measured in the same run, test accuracy checked after every epoch.
 3. **Latency**: one image through each model (eval mode, no gradients), median over many calls,
-   plus rows that other modules contribute (see :func:`register_latency`).
-4. **Realistic pictures** (issue 10): MNIST *test* digits photographed on paper (noise, lighting
-   gradients, texture, blur, JPEG) and pictures without a digit, made by :mod:`mnist_course.pictures`;
-   the naive pipeline, the preprocessing before issue 10 and today's ``predict_image`` side by side
-   with the course CNN (2,000 + 500 pictures; 300 + 100 with ``--quick``).
-
-Extra rows: call ``register_latency(task, fn)`` to time a zero-argument function, or give a module
-listed in ``PLUGINS`` a ``benchmark_rows(models=...) -> list[dict]`` function returning rows with
-keys ``task``, ``model``, ``ms`` (and optionally ``goal``); ``mnist_course.drawing`` does. A plugin
-that cannot be imported or fails gives a row saying so; the rest of the report goes on.
+   plus the rows of ``ROW_SOURCES``: a drawing through preprocess + predict and PyTorch vs ONNX
+   Runtime (:mod:`.latency`), the service under load (:mod:`.load`). A source that fails gives a row
+   saying so; the rest of the report goes on.
+4. **Realistic pictures**: MNIST *test* digits photographed on paper (noise, lighting gradients,
+   texture, blur, JPEG) and pictures without a digit, made by :mod:`mnist_course.photos`; the naive
+   pipeline, the previous preprocessing and today's ``predict_image`` side by side with the course
+   CNN (2,000 + 500 pictures; 300 + 100 with ``--quick``; :mod:`.pictures`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib
 import inspect
 import json
 import platform
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,16 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PLUGINS = ["mnist_course.drawing", "mnist_course.export", "mnist_course.serve"]
+from ..utils import latency_ms
+from .latency import drawing_rows, onnx_rows
+from .load import service_rows
+
+ROW_SOURCES: list[Callable[..., list[dict]]] = [drawing_rows, onnx_rows, service_rows]
 PICTURES = {"full": (2000, 500), "quick": (300, 100)}   # (digit pictures, pictures without a digit)
-_LATENCY: dict[str, Callable[[], object]] = {}
-
-
-def register_latency(task: str, fn: Callable[[], object]) -> None:
-    """Add a latency row: the benchmark times fn() (no arguments) and reports the median in ms."""
-    if not callable(fn):
-        raise TypeError(f"register_latency({task!r}, fn): fn must be callable")
-    _LATENCY[task] = fn
 
 
 # ------------------------------------------------------------------------- the DataLoader baseline
@@ -84,7 +74,7 @@ def torchvision_loader(data, train: bool = True, batch_size: int = 64, shuffle: 
     """
     from torchvision import datasets, transforms
 
-    from .data import DATASETS, FILES, data_root
+    from ..data import DATASETS, FILES, data_root
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))])
     X, y = (data.X_train, data.y_train) if train else (data.X_test, data.y_test)
@@ -158,14 +148,14 @@ def time_to_accuracy(train_one_epoch: Callable[[], None], test_acc: Callable[[],
 
 
 def course_run(data, device, max_epochs: int, target: float, seed: int = 0) -> dict:
-    """The course's loop: BatchIterator over normalised tensors, cnn_best, AdamW + OneCycle over max_epochs, batch 128."""
-    from .data import BatchIterator
-    from .models import build_model
-    from .training import evaluate, make_optimizer, make_scheduler, train_epoch
+    """The course's loop: BatchIterator over normalised tensors, the course cnn, AdamW + OneCycle over max_epochs, batch 128."""
+    from ..data import BatchIterator
+    from ..models import build_model
+    from ..training import evaluate, make_optimizer, make_scheduler, train_epoch
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    model = build_model("cnn_best").to(device)
+    model = build_model("cnn").to(device)
     train_loader = BatchIterator(data.normalize(data.X_train), data.y_train, 128, shuffle=True, seed=seed,
                                  device=device)
     test_loader = BatchIterator(data.normalize(data.X_test), data.y_test, 1000, device=device)
@@ -213,24 +203,9 @@ def examples_run(data, device, max_epochs: int, target: float, seed: int = 0) ->
     return result
 
 
-@torch.no_grad()
-def latency_ms(fn: Callable[[], object], repeats: int = 200, warmup: int = 10, device=None) -> float:
-    """Median milliseconds of one call of fn()."""
-    device = torch.device(device or "cpu")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def model_latencies(device, repeats: int) -> list[dict]:
     """One normalised image (1, 1, 28, 28) through each named model in eval mode."""
-    from .models import CONFIGS, build_model, count_parameters
+    from ..models import CONFIGS, build_model, count_parameters
 
     rows = []
     X = torch.randn(1, 1, 28, 28, device=device)
@@ -242,45 +217,41 @@ def model_latencies(device, repeats: int) -> list[dict]:
     return rows
 
 
-def plugin_latencies(device, quick: bool = False) -> list[dict]:
-    """Rows from register_latency(...) and from PLUGINS modules' benchmark_rows(models=...); a plugin
-    whose benchmark_rows takes a `quick` argument gets quick=True in a --quick run."""
-    from .models import build_model
+def source_latencies(device, quick: bool = False) -> list[dict]:
+    """Rows of every ROW_SOURCES function, called with models={"mlp", "cnn"} (untrained: timing only);
+    one that takes a `quick` argument gets quick=True in a --quick run."""
+    from ..models import build_model
 
-    rows = [{"task": task, "model": "", "ms": latency_ms(fn, repeats=50)} for task, fn in _LATENCY.items()]
-    models = {"mlp": build_model("mlp").eval(), "cnn": build_model("cnn_best").eval()}  # untrained: timing only
-    for name in PLUGINS:
-        rows += _plugin_rows(name, models, quick)
+    models = {"mlp": build_model("mlp").eval(), "cnn": build_model("cnn").eval()}
+    rows = []
+    for source in ROW_SOURCES:
+        rows += _source_rows(source, models, quick)
     return rows
 
 
-def _plugin_rows(name: str, models: dict, quick: bool = False) -> list[dict]:
-    """A plugin's rows, or one row saying why there are none (a failure never stops the benchmark)."""
+def _source_rows(source: Callable[..., list[dict]], models: dict, quick: bool = False) -> list[dict]:
+    """A source's rows, or one row saying why there are none (a failure never stops the benchmark)."""
+    name = getattr(source, "__name__", repr(source))
+
     def failed(what: str, e: BaseException) -> list[dict]:
         print(f"    {name}: {what}: {type(e).__name__}: {e}", flush=True)
         return [{"task": f"{name}: {what} ({type(e).__name__}: {e})", "model": "", "ms": None}]
 
     try:
-        module = importlib.import_module(name)
-    except Exception as e:  # missing module, or a missing optional dependency inside it
-        return failed("could not be imported", e)
-    if not hasattr(module, "benchmark_rows"):
-        return [{"task": f"{name}: has no benchmark_rows(models=None) function", "model": "", "ms": None}]
-    try:
-        kwargs = {"quick": True} if quick and "quick" in inspect.signature(module.benchmark_rows).parameters else {}
-        rows = list(module.benchmark_rows(models=models, **kwargs))
-    except Exception as e:  # a plugin's failure must not lose the rest of the report
-        return failed("benchmark_rows failed", e)
+        kwargs = {"quick": True} if quick and "quick" in inspect.signature(source).parameters else {}
+        rows = list(source(models=models, **kwargs))
+    except Exception as e:  # a source's failure must not lose the rest of the report
+        return failed("failed", e)
     bad = [r for r in rows if not isinstance(r, dict) or "task" not in r or not
            (r.get("ms") is None or isinstance(r.get("ms"), (int, float)))]
     if bad:
-        return failed("benchmark_rows gave rows without a task or a numeric ms",
+        return failed("gave rows without a task or a numeric ms",
                       ValueError(f"{len(bad)} bad row(s), e.g. {bad[0]!r:.120}"))
     return rows
 
 
 def pictures_part(quick: bool, seed: int = 0) -> dict:
-    """Part 4: :func:`mnist_course.pictures.benchmark_section` with the course CNN, sized by PICTURES;
+    """Part 4: :func:`mnist_course.bench.pictures.benchmark_section` with the course CNN, sized by PICTURES;
     {"error": message} when the course CNN is missing or the part fails."""
     from . import pictures
 
@@ -300,8 +271,8 @@ def pictures_part(quick: bool, seed: int = 0) -> dict:
 
 def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0) -> dict:
     """Run every measurement; returns a dict with the environment and the rows of each part."""
-    from .data import load_mnist
-    from .utils import get_device, set_progress
+    from ..data import load_mnist
+    from ..utils import get_device, set_progress
 
     set_progress(False)
     device = get_device(device)
@@ -315,7 +286,7 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
               "device": str(device), "torch": torch.__version__, "quick": quick, "dataset": data.name}
 
     print("1/4 throughput", flush=True)
-    from .data import BatchIterator
+    from ..data import BatchIterator
 
     max_batches = 150 if quick else None
 
@@ -347,9 +318,9 @@ def run(quick: bool = False, device=None, dataset: str = "mnist", seed: int = 0)
                                   "examples": examples, "ratio": course["seconds"] / examples["seconds"]}
 
     print("3/4 latency", flush=True)
-    report["latency"] = model_latencies(device, repeats=50 if quick else 200) + plugin_latencies(device, quick)
+    report["latency"] = model_latencies(device, repeats=50 if quick else 200) + source_latencies(device, quick)
 
-    print("4/4 realistic pictures: naive, before issue 10, new", flush=True)
+    print("4/4 realistic pictures: naive, previous, new", flush=True)
     report["pictures"] = pictures_part(quick, seed)
     return report
 
@@ -375,7 +346,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"| loop (to {100 * t['target']:.0f}% test accuracy, {t['n_train']:,} training images) | "
                   "seconds | epochs | test accuracy |", "|---|---:|---:|---:|"]
     n = t["course"].get("schedule_epochs", "")
-    for key, label in (("course", f"course: BatchIterator, cnn_best, AdamW + OneCycle ({n} epochs), batch 128"),
+    for key, label in (("course", f"course: BatchIterator, cnn, AdamW + OneCycle ({n} epochs), batch 128"),
                        ("examples", "pytorch/examples: DataLoader, Net, Adadelta + StepLR, batch 64")):
         r = t[key]
         mark = "" if r["reached"] else " (not reached)"
@@ -395,7 +366,7 @@ def pictures_markdown(part: dict) -> str:
     """Part 4 as a sentence and a table (or the reason it is missing)."""
     from .pictures import CONFIDENT, markdown_table
 
-    head = (f"Realistic pictures (`python -m mnist_course.pictures`): {part['n_digits']:,} MNIST test digits "
+    head = (f"Realistic pictures (`mnist-course bench pictures`): {part['n_digits']:,} MNIST test digits "
             f"photographed on paper and {part['n_blank']:,} pictures without a digit")
     if "error" in part:
         return head + f": not measured ({part['error']})."
@@ -406,7 +377,7 @@ def pictures_markdown(part: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mnist_course.benchmark", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="mnist-course bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a short run: subset, 97%% target, fewer repeats")
     p.add_argument("--out", type=Path, default=None, help="also write the report: .json or .md")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -425,6 +396,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The course's models as a web service (FastAPI + uvicorn): upload a picture, get the digit back.
 
-    python -m mnist_course.serve --model cnn --port 8000      # or: make serve
+    mnist-course serve --model cnn --port 8000      # or: make serve
 
 Routes (README "Ship your model"; interactive docs at /docs):
 
@@ -8,7 +8,7 @@ Routes (README "Ship your model"; interactive docs at /docs):
   light on dark) in the multipart form field ``file`` -> ``drawing.predict_image(...).to_dict()`` plus
   ``model``, ``engine``, ``inference_ms`` and ``input_png`` (the 28x28 model input, enlarged 4 times).
   The preprocessing is :func:`mnist_course.drawing.predict_image`'s, the one code path of the pad too.
-- ``GET /`` the drawing page (mnist_course/web/index.html), ``GET /static/<path>`` its files,
+- ``GET /`` the drawing page (mnist_course/serving/web/index.html), ``GET /static/<path>`` its files,
   ``GET /vendor/onnxruntime-web/<path>`` onnxruntime-web from ``make web-deps``,
   ``GET /health``, ``GET /models``, ``GET /models/<name>.onnx`` (the file ``make export`` wrote).
 - Bad input: JSON ``{"detail": "<what was wrong and what to send instead>"}`` with 413 (upload over the
@@ -19,31 +19,23 @@ Routes (README "Ship your model"; interactive docs at /docs):
 The models are loaded once at startup, in eval mode, with one PyTorch thread (``--threads``);
 requests run in the server's thread pool, each one a forward pass under ``torch.inference_mode``
 (no state is written, so concurrent requests need no lock: tests/test_serve_load.py checks every
-answer under load). :func:`load_test` and :func:`running_server` drive a real uvicorn process, for
-tests/test_serve_load.py and :func:`benchmark_rows` alike. Nothing else in the library imports this module.
+answer under load, with :mod:`mnist_course.bench.load`). Only the benchmark and the command line
+import this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import io
-import json
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,7 +43,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from . import drawing
+from .. import drawing
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024     # the whole request body
@@ -65,7 +57,7 @@ SEND = ('send a PNG or JPEG picture in the multipart form field "file", '
 
 def vendor_dir() -> Path:
     """Where `make web-deps` installs onnxruntime-web's browser files (build/ is git-ignored)."""
-    from .utils import repo_root
+    from ..settings import repo_root
 
     return repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist"
 
@@ -100,7 +92,7 @@ def load_models(names: Sequence[str], default: str) -> dict[str, ServedModel]:
     """Load course models by name ('cnn', 'mlp') on the CPU. The default one is trained quickly if missing
     (pretrained.load_course_model's rule) and its errors stop the service; another one that cannot be
     loaded (missing, or trained in fast mode while this is full mode) is left out with a warning."""
-    from .pretrained import load_course_model
+    from ..pretrained import load_course_model
 
     out = {}
     for name in dict.fromkeys([default, *names]):
@@ -201,7 +193,7 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
         if path is None or not path.is_file():
             raise HTTPException(404, f"no ONNX file for model {name!r}"
                                      f"{'' if path is None else f' at {path}'}: run `make export` "
-                                     f"(python -m mnist_course.export --model {name}), then ask again.")
+                                     f"(mnist-course export --model {name}), then ask again.")
         return FileResponse(path, media_type="application/octet-stream", filename=f"{name}.onnx")
 
     def file_under(root: Path, rel: str, missing: str):
@@ -339,190 +331,10 @@ def answer(m: ServedModel, data: bytes, k: int, max_pixels: int = MAX_PIXELS) ->
     return out
 
 
-# ------------------------------------------------------------------- a real server and a load test
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_server(args: Sequence[str] = (), host: str = "127.0.0.1", startup_timeout: float = 120.0,
-                   env: dict | None = None) -> Iterator[str]:
-    """Start `python -m mnist_course.serve --host host --port <free> *args` as a real uvicorn process,
-    wait (at most `startup_timeout` s) until /health answers, yield its URL; always stop it afterwards."""
-    port = free_port(host)
-    log = tempfile.TemporaryFile()
-    cmd = [sys.executable, "-m", "mnist_course.serve", "--host", host, "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def tail() -> str:
-        log.seek(0)
-        return log.read().decode(errors="replace")[-3000:]
-
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with code {proc.returncode}:\n{tail()}")
-            try:
-                conn = http.client.HTTPConnection(host, port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the server did not answer /health within {startup_timeout} s:\n{tail()}")
-            time.sleep(0.2)
-        yield f"http://{host}:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
-def multipart(data: bytes, filename: str = "digit.png", content_type: str = "image/png") -> tuple[bytes, str]:
-    """(body, Content-Type header) of a multipart/form-data request with `data` in the field "file"."""
-    boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n").encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def answer_key(answer: dict) -> str:
-    """The part of a /predict answer (or Prediction.to_dict()) the load test compares: the status and the
-    top class, e.g. "digit 7", "not sure 4", "no digit" -- the same for a weak model that is often unsure."""
-    top = answer["topk"][0]["label"] if answer.get("topk") else ""
-    return f"{answer['status']} {top}".strip()
-
-
-def load_test(url: str, payloads: Sequence[bytes], expected: Sequence[str] | None = None,
-              n_requests: int = 2000, concurrency: int = 8, time_limit: float = 120.0, model: str | None = None,
-              timeout: float = 30.0) -> dict:
-    """POST request i = payloads[i % len(payloads)] (PNG bytes) to url/predict from `concurrency` clients
-    (threads, keep-alive connections) until `n_requests` are sent or `time_limit` s have passed.
-    `expected[j]`: the :func:`answer_key` payload j must get; None: each payload's answer to one request
-    sent alone beforehand. Returns {"requests", "answered", "errors", "wrong", "not_sent", "lost",
-    "p50_ms", "p99_ms", "wall_s", "per_s", "error_examples"}; latencies are end to end, per request."""
-    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
-    path = "/predict" + (f"?model={model}" if model else "")
-    bodies = [multipart(p) for p in payloads]
-
-    def post(conn: http.client.HTTPConnection, j: int) -> tuple[int, dict]:
-        body, ctype = bodies[j]
-        conn.request("POST", path, body=body, headers={"Content-Type": ctype})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw)
-        except ValueError:      # e.g. a plain-text 500 page
-            return resp.status, {"text": raw[:200].decode(errors="replace")}
-
-    if expected is None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-        expected = []
-        for j in range(len(bodies)):
-            status, out = post(conn, j)
-            if status != 200:
-                raise RuntimeError(f"payload {j} got HTTP {status}: {out}")
-            expected.append(answer_key(out))
-        conn.close()
-    if len(expected) != len(payloads):
-        raise ValueError(f"{len(payloads)} payloads but {len(expected)} expected answers")
-
-    lock = threading.Lock()
-    next_i = iter(range(n_requests))
-    results: dict[int, tuple[float, str]] = {}   # i -> (ms, "ok" | "wrong" | "error: ...")
-    deadline = time.perf_counter() + time_limit
-
-    def client():
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-        while time.perf_counter() < deadline:
-            with lock:
-                i = next(next_i, None)
-            if i is None:
-                break
-            j = i % len(bodies)
-            start = time.perf_counter()
-            try:
-                status, out = post(conn, j)
-                got = answer_key(out) if status == 200 else None
-                outcome = ("ok" if got == expected[j] else f"wrong: {got} != {expected[j]}") \
-                    if status == 200 else f"error: HTTP {status} {str(out)[:200]}"
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                outcome = f"error: {type(e).__name__}: {e}"
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-            with lock:
-                results[i] = (1000 * (time.perf_counter() - start), outcome)
-        conn.close()
-
-    t0 = time.perf_counter()
-    workers = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=time_limit + 2 * timeout)
-    wall = time.perf_counter() - t0
-    with lock:
-        done = dict(results)
-    ms = np.array([t for t, _ in done.values()]) if done else np.array([np.nan])
-    errors = [o for _, o in done.values() if o.startswith("error")]
-    wrong = [o for _, o in done.values() if o.startswith("wrong")]
-    sent = len(done)
-    return {"requests": n_requests, "clients": concurrency, "answered": sent - len(errors),
-            "errors": len(errors), "wrong": len(wrong), "not_sent": n_requests - sent,
-            "lost": sorted(set(range(n_requests)) - set(done))[:20] if sent < n_requests else [],
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "wall_s": wall, "per_s": sent / wall, "error_examples": (errors + wrong)[:5]}
-
-
-def digit_payloads(n: int = 20, seed: int = 0) -> list[bytes]:
-    """PNG bytes of n MNIST test digits redrawn on 280x280 canvases (drawing.draw_digit_on_canvas) and a
-    blank canvas: what the load test sends."""
-    from .data import load_mnist
-
-    data = load_mnist("mnist")
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(data.X_test), size=n, replace=False)
-    pictures = [drawing.draw_digit_on_canvas(data.X_test[i].numpy(), rng) for i in idx]
-    return [drawing.png_bytes(p) for p in pictures] + [drawing.png_bytes(np.zeros((280, 280), np.uint8))]
-
-
-def benchmark_rows(models=None, n_requests: int = 2000, concurrency: int = 8, time_limit: float = 180.0,
-                   quick: bool = False) -> list[dict]:
-    """p50 and p99 end-to-end latency (ms) of POST /predict on a real uvicorn process (127.0.0.1, one
-    PyTorch thread) under :func:`load_test`, per course model. `models`: names, or a dict whose keys
-    are the names (its modules are not used: the server loads the course models itself).
-    Rows {"task", "model", "ms", "goal", "errors", "wrong", "not_sent", "wall_s"}. quick: 200 requests
-    (the benchmark's --quick run)."""
-    if quick:
-        n_requests = min(n_requests, 200)
-    names = ["cnn"] if models is None else [n for n in models if n in ("cnn", "mlp")]
-    payloads = digit_payloads()
-    rows = []
-    for name in names:
-        with running_server(["--model", name, "--models", name, "--no-export"]) as url:
-            r = load_test(url, payloads, n_requests=n_requests, concurrency=concurrency, time_limit=time_limit)
-        extra = {"errors": r["errors"], "wrong": r["wrong"], "not_sent": r["not_sent"], "wall_s": round(r["wall_s"], 1)}
-        what = (f"service: POST /predict, 280x280 PNG, {r['requests'] - r['not_sent']:,} requests from "
-                f"{concurrency} clients ({r['errors']} errors, {r['wrong']} wrong)")
-        rows.append({"task": what + ", p50", "model": name, "ms": round(r["p50_ms"], 2), "goal": "", **extra})
-        rows.append({"task": what + ", p99", "model": name, "ms": round(r["p99_ms"], 2), "goal": "", **extra})
-    return rows
-
-
 # ---------------------------------------------------------------------------------------- the CLI
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mnist_course.serve",
+    p = argparse.ArgumentParser(prog="mnist-course serve",
                                 description="The course models as a web service with a drawing page (FastAPI + uvicorn).")
     p.add_argument("--model", default="cnn", help="the default model: cnn or mlp (default cnn)")
     p.add_argument("--models", default="cnn,mlp", help="the course models to load, comma-separated (default cnn,mlp)")
@@ -532,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-mb", type=float, default=MAX_UPLOAD_BYTES / 1024 / 1024, help="upload size cap in MB")
     p.add_argument("--no-export", action="store_true", help="do not export missing ONNX files at startup")
     args = p.parse_args(argv)
-    from .pretrained import COURSE_MODELS
+    from ..pretrained import COURSE_MODELS
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in [args.model, *names] if n not in COURSE_MODELS]
@@ -552,6 +364,3 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

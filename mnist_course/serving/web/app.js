@@ -204,7 +204,7 @@ async function loadOrt() {
 function session(model) {
   if (!model.onnx) {
     return Promise.reject(new Error(`model ${model.name} has no ONNX export; run ` +
-                                    `\`python -m mnist_course.export --model ${model.name}\` and restart the service.`));
+                                    `\`mnist-course export --model ${model.name}\` and restart the service.`));
   }
   if (!sessions.has(model.name)) {
     const loading = loadOrt().then((ort) => ort.InferenceSession.create(model.onnx, { executionProviders: ["wasm"] }));

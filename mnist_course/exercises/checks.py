@@ -1,4 +1,4 @@
-"""Checked exercises: the learner writes a function, `check` says at once what is right or wrong.
+"""Checked exercises (the checks; the registry and `check` live here too): the learner writes a function, `check` says at once what is right or wrong.
 
 Every notebook ends with `## Exercises`: a few functions to complete, each a stub that raises
 `NotImplementedError`, followed by one check call. In a notebook::
@@ -28,7 +28,7 @@ API (the whole of it):
   name, title and hint; ``exercises_of("02")`` lists a notebook's.
 - ``check_calls(path)`` lists the ``(id, function name)`` of every ``check("NN.k", name)`` call in a
   saved notebook (for the test that every id in the notebooks has a reference, mutants and a hint).
-- ``python -m mnist_course.exercises --status notebooks/`` reads the notebooks as saved (nbformat),
+- ``mnist-course status notebooks/`` reads the notebooks as saved (nbformat),
   finds every ``check("NN.k", name)`` call and the ``def name`` that the learner wrote, runs it in a
   fresh namespace and lists pass / fail / not attempted per exercise. The namespace holds
   ``np``, ``torch``, ``nn``, ``F`` and ``math`` plus the result of every top-level ``import`` in the
@@ -823,7 +823,7 @@ def _measured_receptive_field(layers) -> int:
 def _check_rf(fn):
     stacks = {"no layers": [], "one 3x3 conv": [(3, 1)], "two 3x3 convs": [(3, 1), (3, 1)],
               "conv, 2x2 pool, conv": [(3, 1), (2, 2), (3, 1)],
-              "cnn_best's features": [(3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (2, 2)],
+              "the course cnn's features": [(3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (2, 2)],
               "a stride-2 5x5 conv, then 3x3": [(5, 2), (3, 1)]}
     for case, layers in stacks.items():
         want = _measured_receptive_field(layers)
@@ -1000,7 +1000,7 @@ def _check_centre(fn):
     scale = box / max(h, w), then new_h = round(h * scale), new_w = round(w * scale), each at least
     1 pixel (a thin "1" must not vanish). Return (new_h, new_w).""")
 def _check_fit(fn):
-    from .drawing import fit_box  # the library's version, the referee
+    from ..drawing import fit_box  # the library's version, the referee
 
     cases = [(100, 50), (19, 30), (20, 20), (5, 5), (300, 2), (45, 26)]
     for h, w in cases:
@@ -1036,6 +1036,13 @@ def check_calls(path: str | Path) -> list[tuple[str, str]]:
     nb = nbformat.read(str(path), as_version=4)
     trees = [t for t in (_parse(c.source) for c in nb.cells if c.cell_type == "code") if t is not None]
     return [call for tree in trees for call in _check_calls(tree)]
+
+
+def cell_check_calls(source: str) -> list[tuple[str, str]]:
+    """(exercise id, function name) of every check("NN.k", name) call in one code cell's source
+    (IPython magics are skipped; a cell that does not parse has none)."""
+    tree = _parse(source)
+    return _check_calls(tree) if tree is not None else []
 
 
 def _check_calls(tree: ast.AST) -> list[tuple[str, str]]:
@@ -1096,7 +1103,7 @@ def notebook_status(path: str | Path) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.exercises",
+    parser = argparse.ArgumentParser(prog="mnist-course status",
                                      description="The course's checked exercises: progress, hints and solutions.")
     parser.add_argument("--status", nargs="+", metavar="PATH",
                         help="notebooks (or folders of them) as saved: list pass / fail / not attempted per exercise")
@@ -1132,6 +1139,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{counts['not attempted']} not attempted yet.")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
 """Train a course model from the command line, like pytorch/examples' mnist/main.py.
 
-    python -m mnist_course.train --model cnn --epochs 5 --optimizer adamw --lr 3e-3 \\
+    mnist-course train --model cnn --epochs 5 --optimizer adamw --lr 3e-3 \\
         --batch-size 128 --seed 0 --dataset mnist --out runs/cnn-adamw
-    python -m mnist_course.train --recipe best-cnn --out runs/best-cnn   # notebook 06's best CNN, same weights
-    python -m mnist_course.train --model cnn_small --fast --out runs/try      # seconds, a small subset
-    python -m mnist_course.train --out runs/cnn-adamw --resume                # continue an interrupted run
+    mnist-course train --recipe best-cnn --out runs/best-cnn   # notebook 06's best CNN, same weights
+    mnist-course train --model cnn_small --fast --out runs/try      # seconds, a small subset
+    mnist-course train --out runs/cnn-adamw --resume                # continue an interrupted run
 
 The run folder receives best.safetensors (the best epoch's weights, by validation accuracy),
 state.pt (everything needed to resume), history.json (per-epoch metrics), config.json (the
@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from .models import CONFIGS
-from .recipes import RECIPES
-from .training import DEFAULT_LR
+from ..models import CONFIGS
+from ..recipes import RECIPES
+from ..training import DEFAULT_LR
 
 # The settings of a run (stored in config.json); --resume refuses different ones. Options left out
 # take their value from --recipe, else from here (a resumed run: from its config.json).
@@ -78,10 +78,10 @@ def _describe(recipe: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m mnist_course.train", description="Train an MLP or CNN on MNIST or Fashion-MNIST.",
-        epilog="Examples: python -m mnist_course.train --model cnn --epochs 5 --optimizer adamw --lr 3e-3 "
-               "--out runs/cnn-adamw | python -m mnist_course.train --recipe best-cnn --out runs/best-cnn "
-               "(notebook 06's best CNN) | python -m mnist_course.train --out runs/cnn-adamw --resume")
+        prog="mnist-course train", description="Train an MLP or CNN on MNIST or Fashion-MNIST.",
+        epilog="Examples: mnist-course train --model cnn --epochs 5 --optimizer adamw --lr 3e-3 "
+               "--out runs/cnn-adamw | mnist-course train --recipe best-cnn --out runs/best-cnn "
+               "(notebook 06's best CNN) | mnist-course train --out runs/cnn-adamw --resume")
     d, setting = DEFAULTS, {"default": argparse.SUPPRESS}  # left out: from --recipe / config.json / DEFAULTS
     p.add_argument("--recipe", default=None, choices=list(RECIPES),
                    help="a named set of settings from mnist_course.recipes (options given with it override "
@@ -152,9 +152,9 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    from .checkpoint import _atomic_write
+    from ..files import atomic_write
 
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"), overwrite=True)
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _resume_settings(parser, args, out: Path) -> dict:
@@ -197,7 +197,7 @@ def _finished(parser, out: Path, num_epochs: int) -> str | None:
 def _device(parser, name: str | None):
     import torch
 
-    from . import utils
+    from .. import utils
 
     try:
         device = utils.get_device(name)
@@ -212,19 +212,19 @@ def _device(parser, name: str | None):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from . import utils
+    from .. import settings as course_settings
 
     try:
-        settings = resolve_settings(args, {**DEFAULTS, "fast": utils.fast_mode()})
+        settings = resolve_settings(args, {**DEFAULTS, "fast": course_settings.fast_mode()})
     except ValueError as e:
         parser.error(str(e))
-    out = args.out or utils.repo_root() / "runs" / f"{settings['model']}-{settings['dataset']}-seed{settings['seed']}"
+    out = args.out or course_settings.repo_root() / "runs" / f"{settings['model']}-{settings['dataset']}-seed{settings['seed']}"
     if args.resume:
         settings = _resume_settings(parser, args, out)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"--out {out} already exists; choose another folder, delete it, or pass --resume to continue it")
     if args.tensorboard is not None:
-        from .training import check_log_dir
+        from ..training import check_log_dir
 
         try:
             args.tensorboard = check_log_dir(args.tensorboard / out.resolve().name, resume=args.resume)
@@ -237,19 +237,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = _device(parser, args.device)
     if args.quiet:
-        utils.set_progress(False)
+        from ..utils import set_progress
+
+        set_progress(False)
     return _run(parser, args, settings, out, num_epochs, device)
 
 
 def _run(parser, args, settings: dict, out: Path, num_epochs: int, device) -> int:
     import torch
 
-    from . import utils
-    from .checkpoint import CheckpointError, UnsafeCheckpointError
-    from .data import BatchIterator, DataCorruptError, DataNotFoundError, load_mnist
-    from .models import count_parameters
-    from .recipes import train_setup
-    from .training import DivergedError, evaluate, fit
+    from .. import utils
+    from ..checkpoint import CheckpointError, UnsafeCheckpointError
+    from ..data import BatchIterator, DataCorruptError, DataNotFoundError, load_mnist
+    from ..models import count_parameters
+    from ..recipes import train_setup
+    from ..training import DivergedError, evaluate, fit
 
     try:
         data = load_mnist(settings["dataset"])
@@ -306,6 +308,3 @@ def _run(parser, args, settings: dict, out: Path, num_epochs: int, device) -> in
           f"test accuracy {100 * test['acc']:.2f}% ({history.total_time:.1f} s training); wrote {out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The course as a static website, built offline from executed notebooks (what `make site` does).
 
-    python -m mnist_course.site                 # build/notebooks (the last `make course`) -> build/site/
-    python -m mnist_course.site --fast          # build/fast/notebooks (`make course-fast`) -> build/site/
-    python -m mnist_course.site --notebooks DIR --figures DIR --results FILE --output DIR
+    mnist-course site                 # build/notebooks (the last `make course`) -> build/site/
+    mnist-course site --fast          # build/fast/notebooks (`make course-fast`) -> build/site/
+    mnist-course site --notebooks DIR --figures DIR --results FILE --output DIR
 
 One page per notebook (every output and figure, previous/next links), an index (the course map:
 each notebook's title, what you do in it, its headline results and how long it ran) and a results
@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .utils import repo_root
+from ..settings import repo_root
 
 MARKER = ".mnist-course-site"  # written into every site we build: only such a folder is ever replaced
 TEMPLATES = Path(__file__).parent / "site_templates"
@@ -241,10 +241,9 @@ def replace_widgets(nb, number: str, figures: Path, site: Path) -> None:
 
 def exercise_ids(source: str) -> list[str]:
     """The ids of the check("NN.k", name) calls in a code cell (an exercise cell), in order."""
-    from .exercises import _check_calls, _parse
+    from ..exercises.checks import cell_check_calls
 
-    tree = _parse(source)
-    return [exercise_id for exercise_id, _ in _check_calls(tree)] if tree is not None else []
+    return [exercise_id for exercise_id, _ in cell_check_calls(source)]
 
 
 def fold_exercises(nb) -> int:
@@ -252,7 +251,7 @@ def fold_exercises(nb) -> int:
     and reference solution folded away. Returns how many exercise cells there were."""
     import nbformat
 
-    from .exercises import EXERCISES, reference
+    from ..exercises.checks import EXERCISES, reference
 
     cells, found = [], 0
     for cell in nb.cells:
@@ -337,7 +336,7 @@ def prepare_output(output: Path) -> None:
             raise SiteError(f"{output} exists and was not made by `make site`; move it away or choose --output")
         shutil.rmtree(output)
     output.mkdir(parents=True)
-    (output / MARKER).write_text("built by python -m mnist_course.site; replaced by the next build\n")
+    (output / MARKER).write_text("built by mnist-course site; replaced by the next build\n")
 
 
 def render(exp, nb, resources: dict) -> str:
@@ -365,7 +364,7 @@ def _fast_banner(entries: list) -> str:
 
 
 def index_markdown(pages: list[Page], run_note: str) -> str:
-    from .results import format_value
+    from ..results import format_value
 
     total = sum(p.seconds or 0 for p in pages)
     lines = ["# mnist-course", "",
@@ -395,7 +394,8 @@ def index_markdown(pages: list[Page], run_note: str) -> str:
 
 
 def results_markdown(results_file: Path, benchmark: Path | None) -> str:
-    from .results import benchmark_path, load_results, markdown_table
+    from ..results import load_results
+    from .readme import benchmark_path, markdown_table
 
     benchmark = benchmark or benchmark_path()
     report = (benchmark.read_text().strip() if benchmark.is_file()
@@ -413,13 +413,13 @@ def build_site(notebooks: Path, output: Path, figures: Path, results_file: Path,
     notebook) into `output`; returns the pages written. SiteError when something is missing."""
     import nbformat
 
-    from .course import course_notebooks
-    from .results import load_results
+    from ..results import load_results
+    from .runner import course_notebooks
 
     wanted = [p.name for p in course_notebooks()]
     if not notebooks.is_dir() or not any(notebooks.glob("[0-9][0-9]_*.ipynb")):
         raise SiteError(f"no executed notebooks in {notebooks}: run `make course` first (the recorded run), "
-                        "or `make course-fast` and `python -m mnist_course.site --fast`. "
+                        "or `make course-fast` and `mnist-course site --fast`. "
                         "The site never runs the notebooks itself.")
     missing = [name for name in wanted if not (notebooks / name).is_file()]
     if missing:
@@ -471,7 +471,7 @@ def build_site(notebooks: Path, output: Path, figures: Path, results_file: Path,
 
 def main(argv: list[str] | None = None) -> int:
     root = repo_root()
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.site", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mnist-course site", description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true",
                         help="build from the fast-mode run (make course-fast): build/fast/notebooks, "
                              "build/fast/figures, build/fast/results.json")
@@ -497,6 +497,3 @@ def main(argv: list[str] | None = None) -> int:
           f"open {(args.output / 'index.html').resolve().as_uri()}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """nbval's reference outputs: the cells marked ``# NBVAL_CHECK_OUTPUT`` keep their outputs in git.
 
-    python -m mnist_course.nbrefs --update            # run the notebooks in fast mode, store the references
-    python -m mnist_course.nbrefs --update 01 04      # some notebooks only
-    python -m mnist_course.nbrefs --check build/notebooks   # executed notebooks (e.g. full mode) vs the references
-    python -m mnist_course.nbrefs --check build/notebooks 01 02   # some of them only
+    mnist-course nbrefs --update            # run the notebooks in fast mode, store the references
+    mnist-course nbrefs --update 01 04      # some notebooks only
+    mnist-course nbrefs --check build/notebooks   # executed notebooks (e.g. full mode) vs the references
+    mnist-course nbrefs --check build/notebooks 01 02   # some of them only
 
 Policy: a checked cell (nbval's rule: a comment line ``# NBVAL_CHECK_OUTPUT`` or the tag
 ``nbval-check-output``) is stored with the outputs of a fast-mode run and an execution count, so
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from .course import notebooks_dir, run_notebook
+from .runner import notebooks_dir, run_notebook
 
 # What nbval leaves out of the comparison (IPyNbFile.__init__ in nbval/plugin.py, without --nbdime).
 SKIP_COMPARE = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
@@ -161,7 +161,7 @@ def update(folder: Path, only: list[str] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.nbrefs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mnist-course nbrefs", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--update", nargs="*", metavar="NN", help="run these notebooks (default: all) in fast mode "
                        "and store their checked cells' outputs")
@@ -194,6 +194,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"every checked cell of the notebooks in {folder} matches the references in {args.notebooks}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

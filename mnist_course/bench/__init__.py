@@ -1,0 +1,14 @@
+"""Measuring, for maintainers: ``benchmark`` (``mnist-course bench``), ``pictures`` (three picture
+pipelines scored on realistic pictures), ``latency`` (single-image rows), ``load`` (a real server
+under a bounded load test) and ``calibrate`` (the not-sure threshold). Modules load on first use."""
+
+import importlib
+
+SUBMODULES = ("benchmark", "calibrate", "latency", "load", "pictures")
+__all__ = list(SUBMODULES)
+
+
+def __getattr__(name):
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
