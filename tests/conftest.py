@@ -46,7 +46,7 @@ def course_cnn(mnist):
         model, info = load_course_model("cnn", device="cpu", train_if_missing=False)
         if info["test_acc"] >= 0.985:
             return model.eval(), info["mean"], info["std"], f"course model {course}"
-    model = build_model("cnn", channels=(16, 32), hidden=64)
+    model = build_model("cnn_wide", channels=(16, 32), hidden=64)
     cache = mc.models_dir() / "drawing_test_cnn.pt"
     if cache.exists():
         try:
@@ -55,7 +55,7 @@ def course_cnn(mnist):
         except (RuntimeError, OSError, ValueError):  # stale cache (the CNN class changed): retrain
             pass
     torch.manual_seed(0)
-    model = build_model("cnn", channels=(16, 32), hidden=64)
+    model = build_model("cnn_wide", channels=(16, 32), hidden=64)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
     for X, y in mc.BatchIterator(mnist.normalize(mnist.X_train), mnist.y_train, batch_size=128,

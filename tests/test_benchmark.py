@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from mnist_course import utils
 from mnist_course.bench import benchmark
 
 
@@ -41,18 +42,18 @@ class FakeClock:
 
 def test_latency_is_the_median_of_the_timed_calls_in_milliseconds(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(benchmark, "time", clock)
+    monkeypatch.setattr(utils, "time", clock)
     durations = iter([100.0, 100.0, 0.001, 0.050, 0.002, 0.003, 0.004])  # 2 warm-up calls, then 5 timed ones
 
     def fn():
         clock.now += next(durations)
 
-    assert benchmark.latency_ms(fn, repeats=5, warmup=2) == pytest.approx(3.0)  # mean 12, min 1, max 50
+    assert utils.latency_ms(fn, repeats=5, warmup=2) == pytest.approx(3.0)  # mean 12, min 1, max 50
     assert next(durations, "all used") == "all used"  # called exactly warmup + repeats times
 
 
 def test_latency_of_a_known_sleep():
-    ms = benchmark.latency_ms(lambda: time.sleep(0.01), repeats=5, warmup=1)
+    ms = utils.latency_ms(lambda: time.sleep(0.01), repeats=5, warmup=1)
     assert 10.0 <= ms < 60.0  # 10 ms, plus the scheduler's delay on a busy machine
 
 
@@ -72,15 +73,6 @@ def test_model_latencies_time_each_models_forward_pass(monkeypatch):
     assert [r["model"] for r in rows] == [f"{n} ({count_parameters(build_model(n)):,} params)" for n in CONFIGS]
 
 
-def test_registered_latency_rows_time_the_registered_function(monkeypatch):
-    calls = []
-    monkeypatch.setattr(benchmark, "PLUGINS", [])
-    monkeypatch.setattr(benchmark, "latency_ms", lambda fn, repeats: fn() or 42.0)
-    monkeypatch.setitem(benchmark._LATENCY, "test row", lambda: calls.append(1))
-    rows = benchmark.plugin_latencies(torch.device("cpu"))
-    assert rows == [{"task": "test row", "model": "", "ms": 42.0}] and calls == [1]
-
-
 def test_markdown_report():
     report = {"quick": True, "date": "2026-01-01 00:00 UTC", "machine": "m", "device": "cpu", "torch": "x",
               "dataset": "mnist", "speedup": 100.0,
@@ -93,37 +85,33 @@ def test_markdown_report():
     assert "100x" in text and "0.10x" in text and "(not reached)" in text and "goal <= 5 ms" in text
 
 
-def test_a_failing_plugin_gives_a_row_and_the_others_still_report(monkeypatch, tmp_path):
-    import sys
-    import types
+def test_a_failing_row_source_gives_a_row_and_the_others_still_report(monkeypatch):
+    def good(models=None):
+        return [{"task": "good", "model": "m", "ms": 1.0}]
 
-    good = types.ModuleType("bench_good_plugin")
-    good.benchmark_rows = lambda models=None: [{"task": "good", "model": "m", "ms": 1.0}]
     quick_seen = []
-    sized = types.ModuleType("bench_sized_plugin")       # takes `quick`: a --quick run passes it on
-    sized.benchmark_rows = lambda models=None, quick=False: quick_seen.append(quick) or []
-    broken = types.ModuleType("bench_broken_plugin")
 
-    def boom(models=None):
+    def sized(models=None, quick=False):      # takes `quick`: a --quick run passes it on
+        return quick_seen.append(quick) or []
+
+    def broken(models=None):
         raise FileNotFoundError("no ONNX file at models/onnx/cnn.onnx: run make export")
 
-    broken.benchmark_rows = boom
-    bad_rows = types.ModuleType("bench_bad_rows_plugin")
-    bad_rows.benchmark_rows = lambda models=None: [{"model": "m", "ms": "fast"}]
-    no_rows = types.ModuleType("bench_no_rows_plugin")
-    for m in (good, broken, bad_rows, no_rows, sized):
-        monkeypatch.setitem(sys.modules, m.__name__, m)
-    monkeypatch.setattr(benchmark, "PLUGINS", ["bench_missing_plugin_xyz", "bench_broken_plugin",
-                                               "bench_bad_rows_plugin", "bench_no_rows_plugin", "bench_good_plugin",
-                                               "bench_sized_plugin"])
-    rows = benchmark.plugin_latencies(torch.device("cpu"), quick=True)
+    def bad_rows(models=None):
+        return [{"model": "m", "ms": "fast"}]
+
+    def no_models_argument():
+        return []
+
+    monkeypatch.setattr(benchmark, "ROW_SOURCES", [broken, bad_rows, no_models_argument, good, sized])
+    rows = benchmark.source_latencies(torch.device("cpu"), quick=True)
     assert quick_seen == [True]                          # and `good`, without the argument, still ran
     tasks = [r["task"] for r in rows]
-    assert len(rows) == 5 and rows[-1] == {"task": "good", "model": "m", "ms": 1.0}
-    assert "bench_missing_plugin_xyz: could not be imported (ModuleNotFoundError" in tasks[0]
-    assert "bench_broken_plugin: benchmark_rows failed (FileNotFoundError: no ONNX file" in tasks[1]
-    assert "without a task or a numeric ms" in tasks[2] and "no benchmark_rows" in tasks[3]
-    assert all(r["ms"] is None for r in rows[:4])
+    assert len(rows) == 4 and rows[-1] == {"task": "good", "model": "m", "ms": 1.0}
+    assert "broken: failed (FileNotFoundError: no ONNX file" in tasks[0]
+    assert "bad_rows: gave rows without a task or a numeric ms" in tasks[1]
+    assert "no_models_argument: failed (TypeError" in tasks[2]
+    assert all(r["ms"] is None for r in rows[:3])
     benchmark.markdown({"quick": True, "date": "d", "machine": "m", "device": "cpu", "torch": "x", "dataset": "mnist",
                         "speedup": 1.0, "throughput": [],
                         "time_to_accuracy": {"target": 0.99, "n_train": 1, "ratio": 1.0,
@@ -132,8 +120,14 @@ def test_a_failing_plugin_gives_a_row_and_the_others_still_report(monkeypatch, t
                         "latency": rows})  # renders every row
 
 
+def test_the_row_sources_are_the_drawing_onnx_and_service_rows():
+    from mnist_course.bench import latency, load
+
+    assert benchmark.ROW_SOURCES == [latency.drawing_rows, latency.onnx_rows, load.service_rows]
+
+
 def test_the_pictures_part_is_rendered_or_says_why_it_is_missing(monkeypatch):
-    from mnist_course import pictures
+    from mnist_course.bench import pictures
 
     row = {"pipeline": "new", "n_digits": 300, "n_blank": 100, "n_gradient": 170, "digits": 0.99,
            "digits_gradient": 0.985, "digits_not_sure": 0.01, "digits_no_digit": 0.0, "blank_declined": 1.0,

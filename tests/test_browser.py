@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import mnist_course as mc
-from mnist_course.serving import service as serve
+from mnist_course.bench import load
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def jupyterlab(tmp_path):
     root = tmp_path / "lab"
     root.mkdir()
     shutil.copy(mc.repo_root() / "notebooks" / NOTEBOOK, root / NOTEBOOK)
-    port, token = serve.free_port(), os.urandom(16).hex()
+    port, token = load.free_port(), os.urandom(16).hex()
     jupyter = tmp_path / "jupyter"
     env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0",
                MNIST_COURSE_FIGURES=str(tmp_path / "figures"), MNIST_COURSE_RESULTS=str(tmp_path / "results.json"),

@@ -28,7 +28,7 @@ class Evil:
 
 def test_model_round_trip_through_safetensors(tmp_path):
     torch.manual_seed(0)
-    model = build_model("cnn_best").eval()
+    model = build_model("cnn").eval()
     path = checkpoint.save_model(model, tmp_path / "m.safetensors", {"test_acc": 0.99})
     again, meta = checkpoint.load_model(path)
     X = torch.randn(4, 1, 28, 28)
@@ -95,7 +95,7 @@ INFO = {"mean": 0.13, "std": 0.31, "test_acc": 0.5, "classes": [str(i) for i in 
 
 def test_course_model_save_and_load(isolated_outputs):
     torch.manual_seed(0)
-    model = build_model("cnn_best").eval()
+    model = build_model("cnn").eval()
     path = save_course_model(model, "cnn", INFO)
     fast_folder = ("fast",) if fast_mode() else ()  # fast-mode models live apart, in models/fast
     assert path == course_model_paths("cnn")[0] and path.parent == isolated_outputs.joinpath("models", *fast_folder)
@@ -185,7 +185,7 @@ def test_load_model_checks_the_files_tensors_before_building(tmp_path, monkeypat
 
 
 def test_course_model_without_its_json_uses_the_copy_in_the_weights(isolated_outputs, monkeypatch):
-    model = build_model("cnn_best").eval()
+    model = build_model("cnn").eval()
     weights = save_course_model(model, "cnn", INFO)
     course_model_paths("cnn")[1].unlink()
     import mnist_course.pretrained as P
@@ -209,7 +209,7 @@ def test_course_json_without_its_weights_is_a_clear_error(isolated_outputs, monk
 
 def test_a_fast_mode_course_model_is_refused_in_full_mode(isolated_outputs, monkeypatch):
     monkeypatch.setenv("MNIST_COURSE_FAST", "0")
-    save_course_model(build_model("cnn_best"), "cnn", {**INFO, "fast": True, "n_train": 1600})
+    save_course_model(build_model("cnn"), "cnn", {**INFO, "fast": True, "n_train": 1600})
     with pytest.raises(FastModelError, match="trained in fast mode.*1600 images.*full mode"):
         load_course_model("cnn", device="cpu")
     assert load_course_model("cnn", device="cpu", allow_fast=True)[1]["fast"] is True

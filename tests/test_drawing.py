@@ -19,6 +19,8 @@ from PIL import Image
 
 import mnist_course as mc
 from mnist_course import drawing as dr
+from mnist_course import utils
+from mnist_course.bench import latency
 
 # ------------------------------------------------------------------------------ preprocessing
 
@@ -251,34 +253,34 @@ def test_latency_is_the_median_time_of_one_prediction():
 def test_torch_threads_sets_and_restores():
     before = torch.get_num_threads()
     other = 2 if before == 1 else 1
-    with dr.torch_threads(other) as used:
+    with utils.torch_threads(other) as used:
         assert used == other == torch.get_num_threads()
     assert torch.get_num_threads() == before
-    with pytest.raises(KeyError), dr.torch_threads(other):
+    with pytest.raises(KeyError), utils.torch_threads(other):
         raise KeyError("an error inside the block")
     assert torch.get_num_threads() == before
-    with dr.torch_threads(None) as used:
+    with utils.torch_threads(None) as used:
         assert used == before
     for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="num_threads"), dr.torch_threads(bad):
+        with pytest.raises(ValueError, match="num_threads"), utils.torch_threads(bad):
             pass
     assert torch.get_num_threads() == before
 
 
-def test_benchmark_rows_time_each_model_with_the_asked_threads(mnist):
+def test_drawing_rows_time_each_model_with_the_asked_threads(mnist):
     """The rows name each model, report its median time (a 50 ms model cannot take less) and the
     threads it ran with; the caller's thread setting is restored."""
     before = torch.get_num_threads()
     other = 2 if before == 1 else 1
     slow, fast = Slow(0.05), Slow(0.0)
-    rows = dr.benchmark_rows({"slow": slow, "fast": fast}, n=3, threads=other)
+    rows = latency.drawing_rows({"slow": slow, "fast": fast}, n=3, threads=other)
     assert [r["model"] for r in rows] == ["slow", "fast"]
     assert rows[0]["ms"] >= 50 > rows[1]["ms"]
     assert all(r["threads"] == other for r in rows) and slow.threads == fast.threads == {other}
     assert torch.get_num_threads() == before
 
 
-# ------------------------------------------- issue 10: the pictures that used to get a confident guess
+# ------------------------------------------- the pictures that used to get a confident guess
 
 
 def _page(level=0.85, noise=0.0, size=(240, 320), seed=0):
@@ -369,7 +371,7 @@ def test_dark_digit_on_noisy_grey_or_shaded_paper_looks_like_the_clean_digit(mni
 
 def test_noisy_and_shaded_photos_are_recognised(mnist, course_cnn):
     """50 test digits as dark ink on grey paper with noise sigma 0.1 and a lighting gradient: at
-    least 48 right (before issue 10: 16-21 of 50)."""
+    least 48 right (the previous preprocessing: 16-21 of 50)."""
     model, mean, std, where = course_cnn
     right = 0
     for i in range(50):

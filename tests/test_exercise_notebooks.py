@@ -1,4 +1,4 @@
-"""Every notebook ends with checked exercises, a questionnaire and further research (issue 9).
+"""Every notebook ends with checked exercises, a questionnaire and further research.
 
 The checks themselves are proven in test_exercises.py (reference passes, mutants fail with the
 message naming their mistake); here: every check("NN.k", fn) call in the notebooks names a known
@@ -48,7 +48,7 @@ def test_exercise_cells_follow_the_convention(path):
     for heading in ("## Exercises", "## Questionnaire", "## Further research"):
         assert any(h.startswith(heading) for h in headings), f"{path.name} has no '{heading}' section"
     for cell in cells:
-        calls = E._check_calls(E._parse(cell.source)) if cell.cell_type == "code" else []
+        calls = E.cell_check_calls(cell.source) if cell.cell_type == "code" else []
         for exercise_id, fn_name in calls:
             src = cell.source
             assert re.search(rf"^def {fn_name}\(", src, re.M), f"{path.name}: {exercise_id}'s cell has no stub def {fn_name}"

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from mnist_course import exercises as E
-from mnist_course import solutions as S
+from mnist_course.exercises import solutions as S
+from mnist_course.exercises import status
 
 # ------------------------------------------------------------------------------- the mutants
 # One function per classic mistake, with the signature of the exercise's stub.
@@ -512,6 +513,14 @@ def test_every_exercise_has_a_reference_a_hint_and_two_mutants():
         assert len(MUTANTS[exercise_id]) >= 2, exercise_id
 
 
+def test_each_exercise_is_registered_by_its_notebooks_module():
+    """Exercise "NN.k" is checked in mnist_course.exercises.nbNN: a check put in another notebook's
+    module fails here."""
+    for exercise_id, ex in E.EXERCISES.items():
+        module = f"mnist_course.exercises.nb{exercise_id.split('.')[0]}"
+        assert ex.checker.__module__ == module, f"{exercise_id} is registered in {ex.checker.__module__}, not in {module}"
+
+
 @pytest.mark.parametrize("exercise_id", list(E.EXERCISES))
 def test_reference_passes(exercise_id):
     result = E.check(exercise_id, E.reference(exercise_id), quiet=True)
@@ -587,14 +596,14 @@ def test_status_reads_saved_notebooks(tmp_path, capsys):
     _notebook(tmp_path / "03_mlp.ipynb", ["check('03.1', relu_backward)"])
     assert E.check_calls(tmp_path / "02_softmax.ipynb") == [
         ("02.1", "softmax"), ("02.2", "cross_entropy"), ("02.3", "cross_entropy_grad")]
-    assert E.main(["--status", str(tmp_path)]) == 0
+    assert status.main(["--status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "✓ 02.1 softmax: passed" in out
     assert "✗ 02.2 cross_entropy: random 3x3 logits: your loss is 3 (= N) times the right one" in out
     assert "○ 02.3 cross_entropy_grad: not attempted yet" in out
     assert "✗ 03.1 relu_backward: could not run it: no top-level `def relu_backward`" in out
     assert "1 of 4 exercises pass, 2 fail, 1 not attempted yet." in out
-    assert E.main(["--status", str(tmp_path / "missing")]) == 2
+    assert status.main(["--status", str(tmp_path / "missing")]) == 2
 
 
 def test_reference_solutions_agree_with_the_library():

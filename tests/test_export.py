@@ -1,4 +1,4 @@
-"""python -m mnist_course.export: ONNX files that match PyTorch on the 10,000 test digits, their interface
+"""mnist-course export: ONNX files that match PyTorch on the 10,000 test digits, their interface
 and metadata, no overwrite without --force, atomic writes, clear errors, and the latency rows."""
 
 import json
@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import mnist_course as mc
-from mnist_course.serving import export
+from mnist_course.bench import latency
 from mnist_course.checkpoint import CheckpointError, save_model
-from mnist_course.serving.export import ExportError, default_path, export_onnx, load_onnx, main
 from mnist_course.models import build_model
+from mnist_course.serving import export
+from mnist_course.serving.export import ExportError, default_path, export_onnx, load_onnx, main
 
 BROWSER_OPS = {"Conv", "Gemm", "Relu", "MaxPool", "Reshape", "Flatten"}  # BatchNorm folded away
 
@@ -216,7 +217,7 @@ def test_bad_sources_get_clear_errors(isolated_outputs, tmp_path, capsys):
 
 
 def test_load_onnx_refuses_files_it_cannot_describe(tmp_path):
-    with pytest.raises(FileNotFoundError, match="mnist_course.export"):
+    with pytest.raises(FileNotFoundError, match="mnist-course export"):
         load_onnx(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ExportError, match="not a readable ONNX model"):
@@ -233,13 +234,13 @@ def test_latency_is_a_median_after_the_warm_up():
         calls.append(1)
         time.sleep(0.05 if len(calls) <= 5 else 0.0)  # five slow first calls: the warm-up
 
-    from mnist_course.bench.benchmark import latency_ms  # what export.benchmark_rows times with
+    from mnist_course.utils import latency_ms  # what bench.latency.onnx_rows times with
 
     assert latency_ms(slow_start, repeats=9, warmup=5) < 10  # counted, they would be the median
     assert len(calls) == 14
 
 
-def test_benchmark_rows_time_both_engines_per_model_on_one_thread(mnist, monkeypatch):
+def test_onnx_rows_time_both_engines_per_model_on_one_thread(mnist, monkeypatch):
     sessions = []
 
     def spy(model_bytes, threads):
@@ -252,7 +253,7 @@ def test_benchmark_rows_time_both_engines_per_model_on_one_thread(mnist, monkeyp
     torch.set_num_threads(2)
     try:
         models = {"tiny-mlp": build_model("mlp_small").eval(), "tiny-cnn": build_model("cnn_small").eval()}
-        rows = export.benchmark_rows(models=models, repeats=5, warmup=1)
+        rows = latency.onnx_rows(models=models, repeats=5, warmup=1)
         assert torch.get_num_threads() == 2  # restored afterwards
     finally:
         torch.set_num_threads(before)

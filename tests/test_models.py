@@ -79,7 +79,18 @@ def test_bad_inputs_give_clear_errors():
 
 
 def test_rebuild_from_config_gives_the_same_architecture():
-    model = build_model("cnn_best")
+    model = build_model("cnn")
     copy = rebuild(type(model).__name__, model.config)
     assert [tuple(p.shape) for p in copy.parameters()] == [tuple(p.shape) for p in model.parameters()]
     copy.load_state_dict(model.state_dict())
+
+
+def test_cnn_is_the_course_cnn_everywhere_and_the_wide_one_has_its_own_name():
+    from mnist_course.pretrained import COURSE_MODELS
+    from mnist_course.recipes import BEST_CNN
+
+    assert count_parameters(build_model("cnn")) == 98_682        # the course CNN (notebooks 04, 06-08)
+    assert count_parameters(build_model("cnn_wide")) == 421_642
+    assert BEST_CNN["model"] == "cnn" and "cnn" in COURSE_MODELS
+    with pytest.raises(ValueError, match="now called 'cnn'.*'cnn_wide'"):
+        build_model("cnn_best")

@@ -1,5 +1,5 @@
 """nbval really compares the stored reference outputs of the `# NBVAL_CHECK_OUTPUT` cells, and
-`python -m mnist_course.nbrefs` stores and checks them the way nbval compares them."""
+`mnist-course nbrefs` stores and checks them the way nbval compares them."""
 
 from __future__ import annotations
 

@@ -309,7 +309,7 @@ def line(pad, start, end, steps=10):
 
 @pytest.mark.parametrize("scribble", ["a tap", "two taps", "a short dash", "a short slanted dash", "a long bar"])
 def test_taps_and_dashes_are_no_confident_digit(course_cnn, scribble):
-    """Issue 10: a single click gave "0 (99.7 %)", a lone bar "2 (99.4 %)". Not digits: the pad
+    """The previous preprocessing: a single click gave "0 (99.7 %)", a lone bar "2 (99.4 %)". Not digits: the pad
     must say "no digit" or "not sure", through the same code path as predict_image."""
     model, mean, std, where = course_cnn
     p = pd.DrawingPad({"CNN": model}, mean=mean, std=std)
@@ -329,7 +329,7 @@ def test_taps_and_dashes_are_no_confident_digit(course_cnn, scribble):
 
 
 def test_a_filled_pad_is_ink_everywhere(course_cnn):
-    """Issue 10: a filled canvas gave "0 (99 %)". The pad reads its canvas as white ink on black
+    """The previous preprocessing: a filled canvas gave "0 (99 %)". The pad reads its canvas as white ink on black
     (ink="light"), so a pad painted over is "no digit (ink everywhere)", not a digit on dark paper."""
     model, mean, std, where = course_cnn
     p = pd.DrawingPad({"CNN": model}, mean=mean, std=std)

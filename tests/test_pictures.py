@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from mnist_course import pictures
+from mnist_course import photos
+from mnist_course.bench import pictures as picture_bench
 
 CLEAN = {"noise": 0.0, "gradient": 0.0, "texture": 0.0, "blur": 0.0, "jpeg": 0}
 
@@ -38,9 +39,9 @@ def seven():
 
 def test_same_seed_same_bytes_different_seed_different_pictures():
     X, y = fake_digits()
-    a = pictures.picture_set(X, y, 6, 5, seed=3)
-    b = pictures.picture_set(X, y, 6, 5, seed=3)
-    c = pictures.picture_set(X, y, 6, 5, seed=4)
+    a = photos.picture_set(X, y, 6, 5, seed=3)
+    b = photos.picture_set(X, y, 6, 5, seed=3)
+    c = photos.picture_set(X, y, 6, 5, seed=4)
     assert [(im.tobytes(), lab, k) for im, lab, k in a] == [(im.tobytes(), lab, k) for im, lab, k in b]
     assert all(im.dtype == np.uint8 and im.ndim == 2 for im, _, _ in a)
     differ = [ia.shape != ic.shape or not np.array_equal(ia, ic) for (ia, _, _), (ic, _, _) in zip(a, c)]
@@ -49,8 +50,8 @@ def test_same_seed_same_bytes_different_seed_different_pictures():
 
 def test_a_smaller_set_is_a_prefix_of_a_larger_one():
     X, y = fake_digits()
-    small = pictures.picture_set(X, y, 3, 2, seed=0)
-    big = pictures.picture_set(X, y, 5, 4, seed=0)
+    small = photos.picture_set(X, y, 3, 2, seed=0)
+    big = photos.picture_set(X, y, 5, 4, seed=0)
     same = [(im.tobytes(), lab, k) for im, lab, k in small]
     assert same[:3] == [(im.tobytes(), lab, k) for im, lab, k in big[:3]]
     assert same[3:] == [(im.tobytes(), lab, k) for im, lab, k in big[5:7]]
@@ -69,7 +70,7 @@ def _ink_box_shape(image: np.ndarray) -> tuple[int, int]:
 
 def test_labels_go_with_their_digits_and_blank_pictures_have_none():
     X, y = fake_digits(12)
-    pics = pictures.picture_set(X, y, 12, 10, seed=1)
+    pics = photos.picture_set(X, y, 12, 10, seed=1)
     digits, blanks = pics[:12], pics[12:]
     assert sorted(lab for _, lab, _ in digits) == sorted(y.tolist())       # every digit once
     for image, label, kind in digits:
@@ -77,39 +78,39 @@ def test_labels_go_with_their_digits_and_blank_pictures_have_none():
         assert (h > 2 * w) if label == 0 else (w > 2 * h), (label, kind, h, w)
         assert kind.startswith("digit: ")
     assert [lab for _, lab, _ in blanks] == [None] * 10
-    assert [pictures.conditions(k)["kind"] for _, _, k in blanks] == list(pictures.BLANK_KINDS) * 2
+    assert [photos.conditions(k)["kind"] for _, _, k in blanks] == list(photos.BLANK_KINDS) * 2
 
 
 def test_conditions_are_recorded_and_within_the_stated_ranges():
     X, y = fake_digits()
-    pics = pictures.picture_set(X, y, 12, 10, seed=2)
+    pics = photos.picture_set(X, y, 12, 10, seed=2)
     for image, _, kind in pics:
-        c = pictures.conditions(kind)
+        c = photos.conditions(kind)
         assert {"noise", "gradient", "texture", "blur", "jpeg", "size"} <= set(c), kind
-        assert 0.0 <= c["noise"] <= pictures.MAX_NOISE and 0.0 <= c["gradient"] <= 0.4
+        assert 0.0 <= c["noise"] <= photos.MAX_NOISE and 0.0 <= c["gradient"] <= 0.4
         assert c["size"] == image.shape
-        assert all(pictures.SIZE_RANGE[0] <= s <= pictures.SIZE_RANGE[1] for s in image.shape)
-    gradients = [pictures.conditions(k)["gradient"] for _, lab, k in pics if lab is not None]
+        assert all(photos.SIZE_RANGE[0] <= s <= photos.SIZE_RANGE[1] for s in image.shape)
+    gradients = [photos.conditions(k)["gradient"] for _, lab, k in pics if lab is not None]
     assert 0 < sum(g > 0 for g in gradients) < len(gradients)     # some with a lighting gradient, some without
 
 
 @pytest.mark.parametrize("noise", [0.02, 0.08])
 def test_the_recorded_noise_is_the_noise_in_the_picture(noise):
-    image, kind = pictures.no_digit_picture(np.random.default_rng(0), "empty page", **dict(CLEAN, noise=noise))
-    assert pictures.conditions(kind)["noise"] == pytest.approx(noise, abs=5e-4)
+    image, kind = photos.no_digit_picture(np.random.default_rng(0), "empty page", **dict(CLEAN, noise=noise))
+    assert photos.conditions(kind)["noise"] == pytest.approx(noise, abs=5e-4)
     assert image.astype(float).std() / 255 == pytest.approx(noise, rel=0.1)
 
 
 def test_a_gradient_darkens_one_side_by_the_recorded_fraction():
-    image, kind = pictures.no_digit_picture(np.random.default_rng(0), "empty page",
+    image, kind = photos.no_digit_picture(np.random.default_rng(0), "empty page",
                                             **dict(CLEAN, gradient=0.3, angle=0.0, light=1.0, paper=1.0))
     left, right = image[:, 0].mean(), image[:, -1].mean()
-    assert right / left == pytest.approx(0.7, abs=0.01) and pictures.conditions(kind)["gradient"] == 0.3
+    assert right / left == pytest.approx(0.7, abs=0.01) and photos.conditions(kind)["gradient"] == 0.3
 
 
 def test_the_digit_is_dark_on_light_inside_the_picture_and_looks_like_the_digit():
     digit = seven()
-    image, info = pictures.render_digit(digit, np.random.default_rng(5), rotate=0.0, height=0.5, size=(150, 200),
+    image, info = photos.render_digit(digit, np.random.default_rng(5), rotate=0.0, height=0.5, size=(150, 200),
                                         ink=0.1, paper=0.9, light=1.0, **CLEAN)
     top, left, bottom, right = info["box"]
     assert 0 < top < bottom < 150 and 0 < left < right < 200
@@ -131,24 +132,24 @@ def test_the_digit_is_dark_on_light_inside_the_picture_and_looks_like_the_digit(
 
 def test_realistic_digit_is_render_digits_image():
     rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
-    assert np.array_equal(pictures.realistic_digit(seven(), rng_a), pictures.render_digit(seven(), rng_b)[0])
+    assert np.array_equal(photos.realistic_digit(seven(), rng_a), photos.render_digit(seven(), rng_b)[0])
 
 
 def test_bad_input_gets_a_clear_error():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="28, 28"):
-        pictures.realistic_digit(np.zeros((32, 32), np.uint8), rng)
+        photos.realistic_digit(np.zeros((32, 32), np.uint8), rng)
     with pytest.raises(ValueError, match="no ink"):
-        pictures.realistic_digit(np.zeros((28, 28), np.uint8), rng)
+        photos.realistic_digit(np.zeros((28, 28), np.uint8), rng)
     with pytest.raises(TypeError, match="default_rng"):
-        pictures.realistic_digit(seven(), 0)
+        photos.realistic_digit(seven(), 0)
     with pytest.raises(TypeError, match="unknown picture option"):
-        pictures.realistic_digit(seven(), rng, nosie=0.1)
+        photos.realistic_digit(seven(), rng, nosie=0.1)
     with pytest.raises(ValueError, match="BLANK_KINDS|choose one of"):
-        pictures.no_digit_picture(rng, "cat")
+        photos.no_digit_picture(rng, "cat")
     X, y = fake_digits(4)
     with pytest.raises(ValueError, match="between 0 and 4"):
-        pictures.picture_set(X, y, 5, 0)
+        photos.picture_set(X, y, 5, 0)
 
 
 # ------------------------------------------------------------------------ the three pipelines, scored
@@ -165,45 +166,45 @@ def test_score_on_a_hand_made_case():
              "shadow: noise=0.01 gradient=0 size=100x100"]
     answers = [("digit", 3), ("digit", 3), ("digit", 6), ("not sure", None),
                ("no digit", None), ("not sure", None), ("digit", 1), ("no digit", None), ("no digit", None)]
-    s = pictures.score(answers, labels, kinds)
+    s = picture_bench.score(answers, labels, kinds)
     assert (s["n_digits"], s["n_blank"], s["n_gradient"]) == (4, 5, 3)
     assert s["digits"] == 2 / 4                 # 3 and 3 right; 6 for 5 wrong; "not sure" is not correct
     assert s["digits_gradient"] == 1 / 3        # pictures 0, 2, 3 have a gradient: only 0 is right
     assert s["digits_not_sure"] == 1 / 4 and s["digits_no_digit"] == 0
     assert s["blank_no_digit"] == 3 / 5 and s["blank_declined"] == 4 / 5
     assert s["confident_wrong"] == 2 / 9        # the 6 for a 5, and the 1 on the noise picture
-    assert pictures.targets_met(s) == {"digits_gradient": False, "blank_no_digit": False, "confident_wrong": False}
+    assert picture_bench.targets_met(s) == {"digits_gradient": False, "blank_no_digit": False, "confident_wrong": False}
 
 
 def test_targets_are_met_at_their_bounds_and_not_beyond():
     row = {"digits_gradient": 0.97, "blank_no_digit": 0.99, "confident_wrong": 0.01}
-    assert all(pictures.targets_met(row).values())
+    assert all(picture_bench.targets_met(row).values())
     row = {"digits_gradient": 0.9699, "blank_no_digit": 0.9899, "confident_wrong": 0.0101}
-    assert not any(pictures.targets_met(row).values())
-    assert not any(pictures.targets_met(dict.fromkeys(row)).values())   # no pictures: not met
+    assert not any(picture_bench.targets_met(row).values())
+    assert not any(picture_bench.targets_met(dict.fromkeys(row)).values())   # no pictures: not met
 
 
 def test_naive_input_inverts_a_light_page_and_shrinks_the_whole_picture():
     page = np.full((120, 60), 230, np.uint8)
     page[30:90, 20:40] = 20                                # a dark bar in the middle third
-    x = pictures.naive_input(page)
+    x = picture_bench.naive_input(page)
     assert x.shape == (28, 28) and x.dtype == np.float32
     assert x[0].max() == pytest.approx(1 - 230 / 255, abs=1e-5)        # the page is dark, not stretched to 0
     assert x[14, 14] == pytest.approx(1 - 20 / 255, abs=1e-5)          # the bar is light
-    np.testing.assert_allclose(pictures.naive_input(255 - page), x, atol=1e-6)   # light on dark: kept as is
+    np.testing.assert_allclose(picture_bench.naive_input(255 - page), x, atol=1e-6)   # light on dark: kept as is
 
 
 def _old_drawing_module(folder):
-    """drawing.py as it was before issue 10, read from git (skips outside a git checkout)."""
+    """drawing.py as it was at commit 5e3b6a9 (the "previous" pipeline), read from git (skips outside a git checkout)."""
     import importlib.util
     import shutil
     import subprocess
     import sys
     from pathlib import Path
 
-    root = Path(pictures.__file__).resolve().parents[1]
+    root = Path(photos.__file__).resolve().parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
-        pytest.skip("not a git checkout: cannot read drawing.py before issue 10")
+        pytest.skip("not a git checkout: cannot read drawing.py of commit 5e3b6a9")
     r = subprocess.run(["git", "-C", str(root), "show", "5e3b6a9:mnist_course/drawing.py"], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"commit 5e3b6a9 not available: {r.stderr.strip()}")
@@ -219,10 +220,10 @@ def _old_drawing_module(folder):
     return module
 
 
-def test_the_frozen_copy_is_preprocess_before_issue_10(tmp_path):
+def test_the_frozen_copy_is_preprocess_of_commit_5e3b6a9(tmp_path):
     old = _old_drawing_module(tmp_path)
     X, y = fake_digits(6)
-    pics = pictures.picture_set(X, y, 6, 10, seed=7)
+    pics = photos.picture_set(X, y, 6, 10, seed=7)
     page = np.full((50, 50), 200, np.uint8)
     page[20:30, 24:26] = 10                               # a dash: the old code answers it
     smudged = page.copy()
@@ -230,7 +231,7 @@ def test_the_frozen_copy_is_preprocess_before_issue_10(tmp_path):
     blanks = 0
     for image in [p[0] for p in pics] + [page, smudged, np.full((40, 40), 128, np.uint8)]:
         want = old.preprocess(image)
-        got = pictures.old_preprocess(image)
+        got = picture_bench.old_preprocess(image)
         if want.blank:
             blanks += 1
             assert got is None
@@ -242,9 +243,9 @@ def test_the_frozen_copy_is_preprocess_before_issue_10(tmp_path):
 def test_status_of_old_and_new_predictions():
     from types import SimpleNamespace
 
-    assert pictures._status_of(SimpleNamespace(blank=True)) == "no digit"
-    assert pictures._status_of(SimpleNamespace(blank=False)) == "digit"
-    assert pictures._status_of(SimpleNamespace(blank=False, status="not sure")) == "not sure"
+    assert picture_bench.status_of(SimpleNamespace(blank=True)) == "no digit"
+    assert picture_bench.status_of(SimpleNamespace(blank=False)) == "digit"
+    assert picture_bench.status_of(SimpleNamespace(blank=False, status="not sure")) == "not sure"
 
 
 def test_evaluate_with_a_fixed_model_on_a_tiny_set():
@@ -252,14 +253,14 @@ def test_evaluate_with_a_fixed_model_on_a_tiny_set():
 
     X, y = fake_digits(4)
     y = np.array([3, 3, 5, 3])
-    digits = pictures.picture_set(X, y, 4, 0, seed=0)
+    digits = photos.picture_set(X, y, 4, 0, seed=0)
     flat = np.full((80, 80), 200, np.uint8)               # no contrast: the old pipeline says "no digit"
     tiny = digits + [(flat, None, "empty page: noise=0 gradient=0 size=80x80")]
-    result = pictures.evaluate(tiny, Fixed(3), 0.1307, 0.3081, pipelines=("naive", "before issue 10"))
+    result = picture_bench.evaluate(tiny, Fixed(3), 0.1307, 0.3081, pipelines=("naive", "previous"))
     naive, old = result["rows"]
     assert result["answers"]["naive"] == [("digit", 3)] * 5           # naive always answers
     assert naive["digits"] == 3 / 4 and naive["blank_no_digit"] == 0 and naive["confident_wrong"] == 2 / 5
-    assert result["answers"]["before issue 10"][4] == ("no digit", None)
+    assert result["answers"]["previous"][4] == ("no digit", None)
     assert old["blank_no_digit"] == 1 and old["confident_wrong"] == 1 / 5
     assert old["met"]["blank_no_digit"] and not old["met"]["confident_wrong"]
     assert naive["ms"] > 0 and naive["pipeline"] == "naive"
@@ -269,37 +270,38 @@ def test_markdown_table_marks_the_targets():
     row = {"n_digits": 10, "n_blank": 5, "n_gradient": 4, "digits": 0.9, "digits_gradient": 0.98,
            "digits_not_sure": 0.0, "digits_no_digit": 0.0, "blank_declined": 1.0, "blank_no_digit": 0.8,
            "confident_wrong": 0.005, "ms": 1.25}
-    row["met"] = pictures.targets_met(row)
-    text = pictures.markdown_table({"rows": [dict(row, pipeline="new")]})
+    row["met"] = picture_bench.targets_met(row)
+    text = picture_bench.markdown_table({"rows": [dict(row, pipeline="new")]})
     line = text.splitlines()[-1]
     assert "98.0% ✓" in line and "80.0% ✗" in line and "0.50% ✓" in line and line.endswith("| 1.2 |")
 
 
 def test_cli_refuses_bad_sizes_and_an_existing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        pictures.main(["--n-digits", "0", "--n-blank", "0"])
+        picture_bench.main(["--n-digits", "0", "--n-blank", "0"])
     assert "not both 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        pictures.main(["--n-digits", "20000"])
+        picture_bench.main(["--n-digits", "20000"])
     assert "between 0 and 10000" in capsys.readouterr().err
     (tmp_path / "mine").mkdir()
     with pytest.raises(SystemExit):                       # refused before any work is done
-        pictures.main(["--save", str(tmp_path / "mine")])
+        picture_bench.main(["--save", str(tmp_path / "mine")])
     assert "exists already" in capsys.readouterr().err
 
 
-def test_the_readme_states_the_sets_actual_ranges_and_size():
+def test_the_docs_state_the_sets_actual_ranges_and_size():
     from pathlib import Path
 
-    from mnist_course import benchmark
+    from mnist_course.bench import benchmark
 
-    readme = (Path(pictures.__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    text = " ".join(readme[readme.index("**Realistic pictures.**"):].split())
+    root = Path(photos.__file__).resolve().parents[1]
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    text = " ".join(docs[docs.index("**Realistic pictures.**"):].split())
     n_digits, n_blank = benchmark.PICTURES["full"]
-    assert f"σ up to {pictures.MAX_NOISE:g})" in text
-    assert f"{pictures.SIZE_RANGE[0]}-{pictures.SIZE_RANGE[1]} px" in text
+    assert f"σ up to {photos.MAX_NOISE:g})" in text
+    assert f"{photos.SIZE_RANGE[0]}-{photos.SIZE_RANGE[1]} px" in text
     assert f"on {n_digits:,} + {n_blank:,} of them" in text
     assert f"[--n-digits {n_digits}] [--n-blank {n_blank}]" in text
-    goals = pictures.TARGETS
+    goals = picture_bench.TARGETS
     assert (f"(≥ {100 * goals['digits_gradient']:.0f} %, ≥ {100 * goals['blank_no_digit']:.0f} %, "
             f"≤ {100 * goals['confident_wrong']:.0f} %)") in text

@@ -1,4 +1,4 @@
-"""Notebook 06's best CNN and `python -m mnist_course.train --recipe best-cnn` are one recipe, trained the same way."""
+"""Notebook 06's best CNN and `mnist-course train --recipe best-cnn` are one recipe, trained the same way."""
 
 from pathlib import Path
 
@@ -19,7 +19,7 @@ NOTEBOOK_06 = Path(__file__).resolve().parents[1] / "notebooks" / "06_regularisa
 def notebook_06_as_recorded(data, X_train, y_train, num_epochs, seed=0, device=None):
     """Notebook 06's best-CNN cell as it was when it recorded 99.52 % (commit 31ff151), call for call."""
     torch.manual_seed(seed)
-    best_model = build_model("cnn_best").to(device)
+    best_model = build_model("cnn").to(device)
     augment = RandomAffine.for_data(data, seed=seed)
     train_loader = mc.BatchIterator(X_train, y_train, batch_size=128, shuffle=True, seed=seed, device=device,
                                     transform=augment)
@@ -74,11 +74,11 @@ def test_notebook_06_takes_its_best_cnn_from_recipes():
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "BEST_CNN" in source and "train_setup(" in source, \
         "notebook 06 must build its best CNN with mnist_course.recipes.train_setup(..., recipes.BEST_CNN, ...)"
-    assert 'build_model("cnn_best")' not in source and "lr=3e-3" not in source  # no second copy of the recipe
+    assert 'build_model("cnn")' not in source and "lr=3e-3" not in source  # no second copy of the recipe
 
 
 @pytest.mark.parametrize("key", ["model", "optimizer", "lr", "scheduler", "batch_size", "epochs", "val_size"])
 def test_best_cnn_is_the_recipe_notebook_06_recorded(key):
-    recorded = {"model": "cnn_best", "optimizer": "adamw", "lr": 3e-3, "scheduler": "onecycle", "batch_size": 128,
-                "epochs": 15, "val_size": 5000}  # results/results.json: 99.52 %, 15 epochs
+    recorded = {"model": "cnn", "optimizer": "adamw", "lr": 3e-3, "scheduler": "onecycle", "batch_size": 128,
+                "epochs": 15, "val_size": 5000}  # results/results.json: 99.52 %, 15 epochs ("cnn" was called "cnn_best" then)
     assert BEST_CNN[key] == recorded[key]

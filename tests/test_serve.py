@@ -1,4 +1,4 @@
-"""Tests for mnist_course.serve with FastAPI's TestClient and small stand-in models: every route and
+"""Tests for mnist_course.serving.service with FastAPI's TestClient and small stand-in models: every route and
 every bad input (README "Ship your model"). The real uvicorn process and the load test are in
 tests/test_serve_load.py."""
 
@@ -41,7 +41,7 @@ def random_cnn() -> nn.Module:
     from mnist_course.models import build_model
 
     torch.manual_seed(0)
-    return build_model("cnn").eval()
+    return build_model("cnn_wide").eval()
 
 
 def png(a: np.ndarray, fmt: str = "PNG", **kw) -> bytes:
@@ -342,7 +342,7 @@ def test_page_static_and_vendor(models, tmp_path):
 
 def test_the_real_page_is_served(client):
     if not (serve.WEB_DIR / "index.html").is_file():
-        pytest.skip("mnist_course/web/index.html is not there yet")
+        pytest.skip("mnist_course/serving/web/index.html is not there yet")
     r = client.get("/")
     assert r.status_code == 200 and "<canvas" in r.text.lower()
 
@@ -358,10 +358,10 @@ def test_docs_describe_the_upload(client):
 
 def test_startup_exports_only_missing_files(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("mnist_course.export")
+    fake = types.ModuleType("mnist_course.serving.export")
     fake.export_onnx = lambda name, path=None, overwrite=False, **kw: (
         calls.append((name, path, overwrite)), path.write_bytes(b"new"))
-    monkeypatch.setitem(sys.modules, "mnist_course.export", fake)
+    monkeypatch.setitem(sys.modules, "mnist_course.serving.export", fake)
     (tmp_path / "cnn.onnx").write_bytes(b"mine")
     serve.export_missing(["cnn", "mlp"], lambda name: tmp_path / f"{name}.onnx")
     assert calls == [("mlp", tmp_path / "mlp.onnx", False)]

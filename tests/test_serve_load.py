@@ -1,5 +1,5 @@
-"""The web service as a real uvicorn process on 127.0.0.1 (`python -m mnist_course.serve`), driven by a
-bounded load test (serve.load_test, the function `make benchmark` uses too): every request answered,
+"""The web service as a real uvicorn process on 127.0.0.1 (`mnist-course serve`), driven by a
+bounded load test (load.load_test, the function `make benchmark` uses too): every request answered,
 zero errors, each answer equal to predict_image's in this process. The server is always stopped."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mnist_course import drawing
-from mnist_course.serving import service as serve
+from mnist_course.bench import load
 
 pytestmark = pytest.mark.slow          # about a minute and a half: three server starts and the load test
 
@@ -31,19 +31,19 @@ def port_is_closed(url: str) -> bool:
 
 
 def test_load_test_on_a_real_server(mnist, capsys):
-    payloads = serve.digit_payloads(n=20, seed=0)          # 20 MNIST test digits on canvases + a blank one
+    payloads = load.digit_payloads(n=20, seed=0)          # 20 MNIST test digits on canvases + a blank one
     start = time.perf_counter()
-    with serve.running_server(["--model", "cnn", "--models", "cnn", "--no-export", "--threads", "1"]) as url:
+    with load.running_server(["--model", "cnn", "--models", "cnn", "--no-export", "--threads", "1"]) as url:
         print(f"server up in {time.perf_counter() - start:.1f} s at {url}")
         # the known answers: the same course model, the same one code path, in this process
         from mnist_course.pretrained import load_course_model
 
         model, info = load_course_model("cnn", device="cpu", train_if_missing=False)
-        expected = [serve.answer_key(drawing.predict_image(Image.open(io.BytesIO(p)), model, mean=info["mean"],
+        expected = [load.answer_key(drawing.predict_image(Image.open(io.BytesIO(p)), model, mean=info["mean"],
                                                            std=info["std"]).to_dict()) for p in payloads]
         # status and top class: a fast-mode model (CI) is often "not sure", and mix-ups must still show
         assert expected[-1] == "no digit" and len({e.split()[-1] for e in expected[:-1]}) >= 6, expected
-        r = serve.load_test(url, payloads, expected, n_requests=N_REQUESTS, concurrency=CLIENTS,
+        r = load.load_test(url, payloads, expected, n_requests=N_REQUESTS, concurrency=CLIENTS,
                             time_limit=TIME_LIMIT_S)
     assert port_is_closed(url)
     with capsys.disabled():
@@ -57,7 +57,7 @@ def test_load_test_on_a_real_server(mnist, capsys):
 
 def test_server_is_stopped_when_the_block_fails(mnist):
     with pytest.raises(RuntimeError, match="inside the block"):
-        with serve.running_server(["--model", "cnn", "--models", "cnn", "--no-export"]) as url:
+        with load.running_server(["--model", "cnn", "--models", "cnn", "--no-export"]) as url:
             raise RuntimeError("inside the block")
     assert port_is_closed(url)
 
@@ -65,6 +65,6 @@ def test_server_is_stopped_when_the_block_fails(mnist):
 def test_a_server_that_cannot_start_is_reported():
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="unknown model"):
-        with serve.running_server(["--model", "resnet"], startup_timeout=60):
+        with load.running_server(["--model", "resnet"], startup_timeout=60):
             pass
     assert time.perf_counter() - start < 60

@@ -1,4 +1,4 @@
-"""The static website (`make site`, mnist_course.site): built from a fast-mode run of the course and
+"""The static website (`make site`, mnist_course.tooling.site): built from a fast-mode run of the course and
 read in Debian's Chromium (Playwright, file:// pages, every request outside file:// refused).
 
 The run: the one tests/test_notebooks.py keeps in build/test/fast-run/ (CI runs that test first);

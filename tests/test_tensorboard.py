@@ -1,4 +1,4 @@
-"""TensorBoard logs: fit(log_dir=...) and `python -m mnist_course.train --tensorboard DIR`, read back from the
+"""TensorBoard logs: fit(log_dir=...) and `mnist-course train --tensorboard DIR`, read back from the
 event files with tensorboard's own EventAccumulator."""
 
 import json

@@ -1,4 +1,4 @@
-"""The service's drawing page in a real browser: a real `python -m mnist_course.serve` (uvicorn on
+"""The service's drawing page in a real browser: a real `mnist-course serve` (uvicorn on
 127.0.0.1, the course CNN) and Debian's Chromium driven by Playwright. Digits are drawn with the mouse;
 the server's answer (POST /predict) and the in-browser answer (onnxruntime-web running the exported
 ONNX model) must both be right and equal, for the same drawing. Also checked: the in-browser JS
@@ -27,6 +27,7 @@ from PIL import Image
 
 import mnist_course as mc
 from mnist_course import drawing
+from mnist_course.bench import load
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,7 @@ def missing(what: str) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """URL of a real service (course CNN; its ONNX export written at startup into a temporary models folder)."""
-    from mnist_course import serve
+    from mnist_course.serving import service as serve
 
     if not (serve.vendor_dir() / "ort.wasm.min.mjs").is_file():
         missing(f"onnxruntime-web is not installed in {serve.vendor_dir()}: run make web-deps")
@@ -80,7 +81,7 @@ def server(tmp_path_factory):
     for name in ("course_cnn.safetensors", "course_cnn.json"):
         if (source / name).is_file():
             shutil.copy(source / name, target / name)
-    with serve.running_server(["--model", "cnn", "--models", "cnn"], env=env, startup_timeout=SERVER_START_S) as url:
+    with load.running_server(["--model", "cnn", "--models", "cnn"], env=env, startup_timeout=SERVER_START_S) as url:
         yield url
 
 

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_write
 from ..settings import models_dir
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -306,10 +306,8 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
     report = {"path": str(path), "model": info["model"], "source": info["source"], "exporter": "dynamo",
               "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME, "metadata": metadata,
               "verification": None}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write_and_verify(tmp: str) -> None:
         Path(tmp).write_bytes(proto.SerializeToString())
         sess, meta = load_onnx(tmp)  # what is verified is the file that will be shipped
         if verify:
@@ -318,11 +316,8 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
             report["verification"] = verify_onnx(model, sess, X, data.y_test)
         if path.exists() and not overwrite:  # appeared meanwhile
             raise FileExistsError(f"{path} was created while exporting; pass --force to replace it.")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write_and_verify)
     report["bytes"] = path.stat().st_size
     report["seconds"] = time.perf_counter() - t0
     return report

@@ -241,7 +241,7 @@ def replace_widgets(nb, number: str, figures: Path, site: Path) -> None:
 
 def exercise_ids(source: str) -> list[str]:
     """The ids of the check("NN.k", name) calls in a code cell (an exercise cell), in order."""
-    from ..exercises.checks import cell_check_calls
+    from ..exercises import cell_check_calls
 
     return [exercise_id for exercise_id, _ in cell_check_calls(source)]
 
@@ -251,7 +251,7 @@ def fold_exercises(nb) -> int:
     and reference solution folded away. Returns how many exercise cells there were."""
     import nbformat
 
-    from ..exercises.checks import EXERCISES, reference
+    from ..exercises import EXERCISES, reference
 
     cells, found = [], 0
     for cell in nb.cells:

@@ -1,0 +1,107 @@
+"""The checks of notebook 02, softmax regression in NumPy
+(notebooks/02_softmax_regression_numpy.ipynb): a numerically stable softmax (02.1), the mean cross-
+entropy via log-sum-exp (02.2) and its gradient w.r.t. the logits (02.3).
+
+Named after the notebook's number, as the exercise ids are ("02.k"), so an id says which module
+checks it; the reference solutions are in :mod:`.solutions`, the registry and the shared helpers in
+:mod:`.core`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .core import Mistake, as_array, call, exercise, expect, seeded_rng
+
+
+def _logit_cases():
+    rng = seeded_rng(2)
+    return {"random 3x3 logits": rng.normal(0, 3, (3, 3)),
+            "logits of +-1000 (2 rows, 3 classes)": np.array([[1000.0, 0.0, -1000.0], [-1000.0, -1001.0, -1002.0]]),
+            "a batch of one (1 row, 10 classes)": rng.normal(0, 3, (1, 10)),
+            "4 rows, 7 classes": rng.normal(0, 3, (4, 7))}
+
+
+_LABELS = {"random 3x3 logits": [0, 2, 1], "logits of +-1000 (2 rows, 3 classes)": [2, 0],
+           "a batch of one (1 row, 10 classes)": [7], "4 rows, 7 classes": [6, 0, 3, 3]}
+
+
+def _labelled_cases():
+    """(case, logits z, labels y) for the loss (02.2) and its gradient (02.3)."""
+    return [(case, z, np.array(_LABELS[case])) for case, z in _logit_cases().items()]
+
+
+_OVERFLOW = ("exp overflows (e^1000 is inf, inf/inf is nan): subtract each row's own maximum first, "
+             "z - z.max(axis=1, keepdims=True); the softmax does not change.")
+
+
+@exercise("02.1", "softmax", "a numerically stable softmax", """
+    Subtract each row's maximum (z.max(axis=1, keepdims=True)), exponentiate, divide each row by its
+    sum (axis=1, keepdims=True). keepdims keeps the shape (N, 1), which broadcasts row by row.""")
+def _check_softmax(fn):
+    for case, z in _logit_cases().items():
+        out = call(fn, z, case=case)
+        want = torch.softmax(torch.from_numpy(z), dim=1).numpy()
+        got = as_array(out, "your result", case)
+        if got.shape == want.shape and not np.isfinite(got).all():
+            raise Mistake(f"{case}: nan or inf in your result: {_OVERFLOW}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            shifted = np.exp(z - z.max(axis=1)) if z.shape[0] == z.shape[1] else None
+        mistakes = [(torch.softmax(torch.from_numpy(z), dim=0).numpy(), "each column sums to 1: you normalised "
+                     "over axis 0 (the batch); each row (axis=1, the classes) must sum to 1.")]
+        if shifted is not None:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            mistakes += [(shifted / shifted.sum(axis=1, keepdims=True), "z.max(axis=1) has shape (N,) and "
+                          "broadcasts along the wrong axis: use z.max(axis=1, keepdims=True)."),
+                         (e / e.sum(axis=1), "e.sum(axis=1) has shape (N,) and divides along the wrong axis: "
+                          "use e.sum(axis=1, keepdims=True).")]
+        expect(got, want, case, mistakes=mistakes)
+    return "random, +-1000, a batch of one and non-square logits; PyTorch agrees"
+
+
+@exercise("02.2", "cross_entropy", "the mean cross-entropy, via log-sum-exp", """
+    log p_y = z_y - m - log(sum_j exp(z_j - m)) with m the row's max (log-sum-exp): never take the
+    log of a softmax, which can be exactly 0. Pick each row's label with log_p[np.arange(N), y],
+    and return minus the MEAN over the batch, a single number.""")
+def _check_cross_entropy(fn):
+    for case, z, y in _labelled_cases():
+        want = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y)).item()
+        got = as_array(call(fn, z, y, case=case), "your loss", case)
+        if got.shape != ():
+            raise Mistake(f"{case}: your loss has shape {got.shape}: return one number, the mean over the batch.")
+        if not np.isfinite(got):
+            raise Mistake(f"{case}: your loss is {got}: log(softmax) underflows (a probability of exactly 0 has "
+                          "log -inf); use log-sum-exp, log p_y = z_y - m - log(sum(exp(z - m))).")
+        N, C = z.shape
+        log_p = torch.log_softmax(torch.from_numpy(z), dim=1).numpy()
+        expect(got, want, case, "your loss", [
+            (-log_p[:, y].mean(), "log_p[:, y] takes the label columns for EVERY row (an N x N block); "
+                                  "take one entry per row, log_p[np.arange(N), y]."),
+            (want * N, f"your loss is {N} (= N) times the right one: average over the batch, don't sum."),
+            (-want, "your loss has the wrong sign: the loss is -log p_y (positive)."),
+            (want / C, "you averaged over all N x C entries: take each row's log p_y, then average over the N rows.")])
+    return "random, +-1000, a batch of one and non-square logits; F.cross_entropy agrees"
+
+
+@exercise("02.3", "cross_entropy_grad", "the gradient of the loss w.r.t. the logits", """
+    dZ = (softmax(z) - onehot(y)) / N: copy the probabilities, subtract 1 at each row's label
+    (dZ[np.arange(N), y] -= 1), divide by the batch size N because the loss is a mean. dZ has
+    the shape of z, (N, C).""")
+def _check_grad(fn):
+    for case, z, y in _labelled_cases():
+        zt = torch.from_numpy(z).requires_grad_()
+        F.cross_entropy(zt, torch.from_numpy(y)).backward()
+        want = zt.grad.numpy()
+        N = len(y)
+        p = torch.softmax(torch.from_numpy(z), dim=1).numpy()
+        every_row = p.copy()
+        every_row[:, y] -= 1
+        expect(call(fn, z, y, case=case), want, case, "your dZ", [
+            (want * N, f"your gradient equals the right one times N = {N}: divide by the batch size (the loss is a mean)."),
+            (want.T, "your gradient is transposed: dZ has the shape of z, (N, C)."),
+            (p / N, "you forgot to subtract onehot(y): subtract 1 at each row's label, dZ[np.arange(N), y] -= 1."),
+            (every_row / N, "dZ[:, y] -= 1 subtracts 1 in the label columns of EVERY row; "
+                            "one entry per row: dZ[np.arange(N), y] -= 1.")])
+    return "random, +-1000, a batch of one and non-square logits; autograd agrees"

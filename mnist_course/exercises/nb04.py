@@ -1,0 +1,90 @@
+"""The checks of notebook 04, MLP vs CNN (notebooks/04_mlp_vs_cnn.ipynb): a convolution's output size
+(04.1) and parameter count (04.2), a 2-D cross-correlation with loops (04.3), 2x2 max-pooling
+(04.4).
+
+Named after the notebook's number, as the exercise ids are ("04.k"), so an id says which module
+checks it; the reference solutions are in :mod:`.solutions`, the registry and the shared helpers in
+:mod:`.core`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .core import as_int, call, exercise, expect, wrong_number
+
+
+@exercise("04.1", "conv_output_size", "a convolution's output size", """
+    A k-wide window fits n - k + 1 times into n pixels. Padding adds p pixels on BOTH sides
+    (n + 2p), and a stride s keeps every s-th position: (n + 2p - k) // s + 1.""")
+def _check_out_size(fn):
+    cases = [(28, 3, 0, 1), (28, 3, 1, 1), (28, 5, 2, 2), (7, 3, 0, 2), (28, 2, 0, 2), (10, 4, 1, 3), (8, 3, 0, 2)]
+    for n, k, p, s in cases:
+        case = f"n={n}, kernel_size={k}, padding={p}, stride={s}"
+        want = nn.Conv2d(1, 1, k, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
+        got = as_int(call(fn, n, k, padding=p, stride=s, case=case), "your size", case)
+        if got == want:
+            continue
+        named = {want - 1: "off by one: a k-wide window fits n - k + 1 times (the + 1).",
+                 (n + p - k) // s + 1: "padding goes on both sides: n + 2 * padding.",
+                 n + 2 * p - k + 1: "you forgot the stride: divide by it, (n + 2p - k) // stride + 1.",
+                 -(-(n + 2 * p - k) // s) + 1: "round down (//): a window that would stick out is not used."}
+        raise wrong_number(case, got, want, named)
+    return f"{len(cases)} shapes, nn.Conv2d agrees"
+
+
+@exercise("04.2", "conv_num_params", "a convolution's parameter count", """
+    Each of the out_channels filters has in_channels x kernel_size x kernel_size weights (it looks
+    at every input channel), plus one bias per filter when bias=True.""")
+def _check_params(fn):
+    cases = [(1, 8, 3, True), (8, 15, 3, True), (16, 32, 5, False), (3, 1, 1, True), (35, 10, 1, True)]
+    for c_in, c_out, k, bias in cases:
+        case = f"nn.Conv2d({c_in}, {c_out}, {k}, bias={bias})"
+        want = sum(p.numel() for p in nn.Conv2d(c_in, c_out, k, bias=bias).parameters())
+        got = as_int(call(fn, c_in, c_out, k, bias=bias, case=case), "your count", case)
+        if got == want:
+            continue
+        named = {c_out * c_in * k * k: "you forgot the biases: one per output channel.",
+                 c_out * (k * k + int(bias)): "you forgot in_channels: each filter has in_channels x k x k weights.",
+                 c_out * c_in * (k * k + 1): "one bias per output channel, not per (output, input) pair.",
+                 c_out * (c_in * k * k + 1): "bias=False: no biases."}
+        raise wrong_number(case, got, want, named)
+    return f"{len(cases)} layers, nn.Conv2d's parameter count agrees"
+
+
+@exercise("04.3", "corr2d", "a 2-D cross-correlation with loops", """
+    Y has (H - h + 1) rows and (W - w + 1) columns; Y[i, j] = (X[i:i + h, j:j + w] * K).sum().
+    No flipping of K: what deep learning calls a convolution (nn.Conv2d) is a cross-correlation.""")
+def _check_corr2d(fn):
+    g = torch.Generator().manual_seed(6)
+    digit = torch.zeros(12, 10, dtype=torch.float64)
+    digit[2:10, 4:6] = 1.0
+    cases = {"X 5x7, K 2x3": (torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)),
+             "a vertical stroke, edge kernel [[1, -1]]": (digit, torch.tensor([[1.0, -1.0]], dtype=torch.float64)),
+             "a 1x1 kernel": (torch.randn(4, 6, generator=g, dtype=torch.float64), torch.tensor([[2.0]], dtype=torch.float64)),
+             "K as large as X": (torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64))}
+    for case, (X, K) in cases.items():
+        want = F.conv2d(X[None, None], K[None, None])[0, 0]
+        H, W = X.shape[0] - K.shape[0], X.shape[1] - K.shape[1]
+        expect(call(fn, X, K, case=case), want, case, "your Y", [
+            (F.conv2d(X[None, None], K.flip(0, 1)[None, None])[0, 0],
+             "you flipped the kernel (the textbook convolution); nn.Conv2d computes a cross-correlation, no flip."),
+            (want[:H, :W], "off by one: the output has H - h + 1 rows and W - w + 1 columns (the last window is missing).")])
+    return "non-square X and K, an edge kernel, 1x1 and full-size kernels; F.conv2d agrees"
+
+
+@exercise("04.4", "max_pool2d", "2x2 max-pooling", """
+    Cut X into non-overlapping 2x2 blocks (stride 2) and keep each block's maximum; the output is
+    (H // 2, W // 2): an odd last row or column is dropped, as in nn.MaxPool2d(2).""")
+def _check_pool(fn):
+    g = torch.Generator().manual_seed(7)
+    for case, (H, W) in {"X 4x6": (4, 6), "X 5x7 (odd)": (5, 7), "X 2x2": (2, 2)}.items():
+        X = torch.randn(H, W, generator=g, dtype=torch.float64)
+        want = F.max_pool2d(X[None, None], 2)[0, 0]
+        expect(call(fn, X, case=case), want, case, "your pooled X", [
+            (F.avg_pool2d(X[None, None], 2)[0, 0], "you averaged: max-pooling keeps each block's largest value."),
+            (F.max_pool2d(X[None, None], 2, stride=1)[0, 0], "your windows overlap: a 2x2 pool moves 2 pixels at a time (stride 2)."),
+            (F.max_pool2d(X[None, None], 2, ceil_mode=True)[0, 0], "an odd last row/column is dropped (H // 2), as in nn.MaxPool2d(2).")])
+    return "even, odd and 2x2 inputs; F.max_pool2d agrees"

@@ -1,0 +1,143 @@
+"""The checks of notebook 06, regularisation and tricks (notebooks/06_regularisation_and_tricks.ipynb):
+inverted dropout (06.1), BatchNorm in train and eval mode (06.2), one Adam step (06.3).
+
+Named after the notebook's number, as the exercise ids are ("06.k"), so an id says which module
+checks it; the reference solutions are in :mod:`.solutions`, the registry and the shared helpers in
+:mod:`.core`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .core import Mistake, as_array, call, exercise, expect
+
+
+@exercise("06.1", "dropout", "inverted dropout", """
+    In training: keep = torch.rand(X.shape, generator=generator) >= p (each element dropped with
+    probability p), return X * keep / (1 - p), so the mean is unchanged. In evaluation
+    (training=False) return X unchanged.""")
+def _check_dropout(fn):
+    X, p = torch.full((200, 500), 2.0), 0.3
+    out = call(fn, X, p, training=False, generator=torch.Generator().manual_seed(0), case="evaluation mode")
+    if not np.array_equal(as_array(out, "your result", "evaluation mode"), X.numpy()):
+        raise Mistake("evaluation mode (training=False): dropout must do nothing, return X unchanged.")
+    case = "p=0.3 in training, X all 2.0"
+    got = as_array(call(fn, X, p, training=True, generator=torch.Generator().manual_seed(0), case=case), "your result", case)
+    if got.shape != X.shape:
+        raise Mistake(f"{case}: your result has shape {got.shape}, expected {tuple(X.shape)}.")
+    kept = got[got != 0]
+    zeros = 1 - kept.size / got.size
+    if kept.size and np.allclose(kept, 2.0):
+        raise Mistake(f"{case}: kept values are still 2.0: scale them by 1 / (1 - p) so the mean stays the same (inverted dropout).")
+    if kept.size and np.allclose(kept, 2.0 * (1 - p)):
+        raise Mistake(f"{case}: kept values are 2.0 x (1 - p): divide by (1 - p), don't multiply.")
+    if abs(zeros - (1 - p)) < 0.02:
+        raise Mistake(f"{case}: {zeros:.0%} of the values are zero: p is the probability to DROP an element, not to keep it.")
+    if abs(zeros - p) > 0.02:
+        raise Mistake(f"{case}: {zeros:.1%} of the values are zero, expected about {p:.0%}.")
+    if not np.allclose(kept, 2.0 / (1 - p)):
+        raise Mistake(f"{case}: kept values should all be 2.0 / (1 - p) = {2 / (1 - p):.4f}.")
+    out = call(fn, X, 0.0, training=True, generator=torch.Generator().manual_seed(0), case="p=0")
+    expect(out, X, "p=0 in training", "your result")
+    return f"eval mode, p=0, and p=0.3: {zeros:.1%} dropped, mean {got.mean():.3f} (X's: 2.0)"
+
+
+@exercise("06.2", "batchnorm_forward", "BatchNorm in train and eval mode", """
+    Training: mean and BIASED variance per channel over N, H and W (dims 0, 2, 3); normalise
+    (X - mean) / sqrt(var + eps), then gamma * X_hat + beta. Update running = (1 - momentum) * running
+    + momentum * batch statistic, with the UNBIASED variance (n / (n - 1), n = N*H*W) for running_var.
+    Eval: normalise with running_mean and running_var instead, and change nothing. Reshape (C,)
+    vectors to (1, C, 1, 1) to broadcast.""")
+def _check_batchnorm(fn):
+    g = torch.Generator().manual_seed(11)
+    C = 3
+    gamma, beta = torch.tensor([1.5, 0.5, 2.0], dtype=torch.float64), torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    rm0, rv0 = torch.tensor([0.5, -1.0, 0.0], dtype=torch.float64), torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)
+    shift, scale = torch.tensor([1.0, -2.0, 0.5]).double()[None, :, None, None], torch.tensor([1.0, 3.0, 0.5]).double()[None, :, None, None]
+    for case, shape in {"training, X (8, 3, 4, 5)": (8, C, 4, 5), "training, a batch of one (1, 3, 3, 3)": (1, C, 3, 3)}.items():
+        X = torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift
+        bn = nn.BatchNorm2d(C, momentum=0.1, eps=1e-5).double().train()
+        with torch.no_grad():
+            bn.weight.copy_(gamma), bn.bias.copy_(beta), bn.running_mean.copy_(rm0), bn.running_var.copy_(rv0)
+            want = bn(X)
+        out = call(fn, X, gamma, beta, rm0, rv0, True, momentum=0.1, eps=1e-5, case=case)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise Mistake(f"{case}: return three things, (Y, running_mean, running_var).")
+        Y, rm, rv = out
+        g4, b4 = gamma[None, :, None, None], beta[None, :, None, None]
+        mean, var = X.mean(dim=(0, 2, 3), keepdim=True), X.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
+        expect(Y, want, case, "your Y", [
+            ((X - mean) / torch.sqrt(X.var(dim=(0, 2, 3), keepdim=True) + 1e-5) * g4 + b4,
+             "you normalised with the unbiased variance (n - 1); normalisation uses the biased one (divide by n)."),
+            ((X - X.mean(0)) / torch.sqrt(X.var(0, unbiased=False) + 1e-5) * g4 + b4,
+             "statistics are per channel: average over N, H and W (dims 0, 2, 3), not over the batch only."),
+            ((X - mean) / torch.sqrt(var + 1e-5), "you forgot the scale gamma and the shift beta."),
+            (F.batch_norm(X, rm0, rv0, gamma, beta, training=False, eps=1e-5),
+             "in training mode normalise with the batch's statistics; the running ones are for eval mode.")])
+        bmean, bvar = mean.flatten(), var.flatten()
+        expect(rm, bn.running_mean, case, "your running_mean", [
+            (rm0, "you did not update the running statistics in training mode."),
+            (0.9 * bmean + 0.1 * rm0, "momentum weights the NEW batch statistic: (1 - momentum) * running + momentum * batch."),
+            (bmean, "you replaced the running mean by the batch mean: blend them, (1 - momentum) * running + momentum * batch.")])
+        expect(rv, bn.running_var, case, "your running_var", [
+            (rv0, "you did not update the running statistics in training mode."),
+            (0.9 * rv0 + 0.1 * bvar, "running_var is updated with the UNBIASED batch variance, n / (n - 1) times the biased one (as PyTorch does)."),
+            (0.9 * bvar + 0.1 * rv0, "momentum weights the NEW batch statistic: (1 - momentum) * running + momentum * batch.")])
+    case = "eval mode, X (8, 3, 4, 5)"
+    X = torch.randn(8, C, 4, 5, generator=g, dtype=torch.float64) * scale + shift
+    want = F.batch_norm(X, rm0, rv0, gamma, beta, training=False, eps=1e-5)
+    out = call(fn, X, gamma, beta, rm0, rv0, False, momentum=0.1, eps=1e-5, case=case)
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise Mistake(f"{case}: return three things, (Y, running_mean, running_var).")
+    expect(out[0], want, case, "your Y", [
+        (F.batch_norm(X, rm0.clone(), rv0.clone(), gamma, beta, training=True, eps=1e-5),
+         "you used the batch statistics in eval mode: use running_mean and running_var.")])
+    expect(out[1], rm0, case, "your running_mean", [], atol=0, rtol=0)
+    expect(out[2], rv0, case, "your running_var", [], atol=0, rtol=0)
+    return "train mode (Y and running statistics) and eval mode match nn.BatchNorm2d"
+
+
+@exercise("06.3", "adam_step", "one Adam step", """
+    m = beta1 * m + (1 - beta1) * grad; v = beta2 * v + (1 - beta2) * grad**2; bias-correct with the
+    step number t (1, 2, ...): m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t); then
+    w = w - lr * m_hat / (sqrt(v_hat) + eps): eps is added AFTER the square root.""")
+def _check_adam(fn):
+    g = torch.Generator().manual_seed(12)
+    for case, grad_scale in {"ordinary gradients": 1.0, "tiny gradients (about 1e-7)": 1e-7}.items():
+        lr = 0.01
+        w0 = torch.randn(3, 4, generator=g, dtype=torch.float64)
+        grads = [grad_scale * torch.randn(3, 4, generator=g, dtype=torch.float64) for _ in range(10)]
+        p = w0.clone().requires_grad_()
+        opt = torch.optim.Adam([p], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        w, m, v = w0.clone(), torch.zeros_like(w0), torch.zeros_like(w0)
+        for t, grad in enumerate(grads, 1):
+            where = f"{case}, step t={t}"
+            before = p.detach().clone()
+            p.grad = grad.clone()
+            opt.step()
+            out = call(fn, w, grad, m, v, t, lr=lr, betas=(0.9, 0.999), eps=1e-8, case=where, pure=False)
+            if not isinstance(out, (tuple, list)) or len(out) != 3:
+                raise Mistake(f"{where}: return three things, (w, m, v).")
+            got_w = torch.as_tensor(as_array(out[0], "your w", where))
+            got, want = (got_w - w).abs().mean().item(), (p.detach() - before).abs().mean().item()
+            if t == 1 and not math.isclose(got, want, rel_tol=1e-3):
+                ratio = got / want
+                named = {0.1 * math.sqrt(1000): "you forgot the bias correction: divide m by (1 - beta1**t) and v by "
+                                                "(1 - beta2**t) (the first step is about 3.16 times too large without).",
+                         math.sqrt(1000): "you bias-corrected m but not v: v_hat = v / (1 - beta2**t).",
+                         0.1: "you bias-corrected v but not m: m_hat = m / (1 - beta1**t)."}
+                for r, message in named.items():
+                    if math.isclose(ratio, r, rel_tol=0.02):
+                        raise Mistake(f"{where}: {message}")
+                if grad_scale < 1e-3 and ratio < 0.05:
+                    raise Mistake(f"{where}: your step is {ratio:.1e} times the right size: eps goes outside the "
+                                  "square root, sqrt(v_hat) + eps, not sqrt(v_hat + eps).")
+            expect(got_w - w, p.detach() - before, where, "your update (new w - old w)", atol=1e-10, rtol=1e-6)
+            w, m, v = got_w, torch.as_tensor(as_array(out[1], "your m", where)), torch.as_tensor(as_array(out[2], "your v", where))
+    return "ten steps with ordinary and tiny gradients match torch.optim.Adam"
