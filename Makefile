@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+MC     := $(VENV)/bin/mnist-course
 STAMP  := $(VENV)/.installed-stamp
 BUILD  := $(CURDIR)/build
 # CPU threads for PyTorch/NumPy in `make course` (the recorded results used 1; `make course THREADS=8`
@@ -21,6 +22,7 @@ TEST_ENV := MNIST_COURSE_FAST=1 MNIST_COURSE_RECORD=0 MNIST_COURSE_PROGRESS=0 MP
 .PHONY: help install course course-fast test test-fast lint nbval readme lab benchmark clean web-deps export serve site
 
 help:
+	@echo "Each target below calls the mnist-course command; $(MC) --help lists all of its commands."
 	@echo "make course      the recorded run: every notebook (full mode) into build/notebooks, writes the tracked figures/ and results/"
 	@echo "make course-fast every notebook in fast mode (minutes), into build/fast/ (never figures/, results/ or models/)"
 	@echo "make test        lint, library tests, notebook policy, papermill batch run and nbval (fast mode)"
@@ -43,12 +45,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 course: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --record --output $(BUILD)/notebooks
-	$(PY) -m mnist_course.results --update
-	$(PY) -m mnist_course.nbrefs --check $(BUILD)/notebooks
+	OMP_NUM_THREADS=$(THREADS) $(MC) course --record --output $(BUILD)/notebooks
+	$(MC) readme --update
+	$(MC) nbrefs --check $(BUILD)/notebooks
 
 course-fast: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(PY) -m mnist_course.course --fast --output $(BUILD)/fast/notebooks
+	OMP_NUM_THREADS=$(THREADS) $(MC) course --fast --output $(BUILD)/fast/notebooks
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -65,21 +67,20 @@ test: lint web-deps
 
 # nbval's references: the outputs of the cells marked # NBVAL_CHECK_OUTPUT, stored in notebooks/ from a
 # fast-mode run (figures, results and models of that run go to a temporary folder). Run it after changing
-# a checked cell; `$(PY) -m mnist_course.nbrefs --check build/notebooks` compares a full run with them.
+# a checked cell; `mnist-course nbrefs --check build/notebooks` compares a full run with them.
 .PHONY: nbval-refs
 nbval-refs: $(STAMP)
-	$(PY) -m mnist_course.nbrefs --update
+	$(MC) nbrefs --update
 
 readme: $(STAMP)
-	$(PY) -m mnist_course.results --update
+	$(MC) readme --update
 
 lab: $(STAMP)
-	$(PY) -m mnist_course.workspace
-	$(VENV)/bin/jupyter lab my-notebooks/
+	$(MC) lab
 
 benchmark: $(STAMP)
-	$(PY) -m mnist_course.benchmark --out results/benchmark.md
-	$(PY) -m mnist_course.results --update
+	$(MC) bench --out results/benchmark.md
+	$(MC) readme --update
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
@@ -94,10 +95,10 @@ $(WEB_DEPS):
 web-deps: $(WEB_DEPS)
 
 export: $(STAMP)
-	$(PY) -m mnist_course.export --model cnn
+	$(MC) export --model cnn
 
 serve: $(STAMP) web-deps
-	$(PY) -m mnist_course.serve --model cnn --port 8000
+	$(MC) serve --model cnn --port 8000
 
 site: $(STAMP)
-	$(PY) -m mnist_course.site
+	$(MC) site

@@ -22,41 +22,34 @@ loaded on first use.
 
 import importlib
 
-from . import data, settings, utils
-from .data import (
-    BatchIterator,
-    DataCorruptError,
-    DataNotFoundError,
-    MNISTData,
-    load_mnist,
-    train_val_split,
-)
+from . import settings
 from .settings import VERSION as __version__
 from .settings import fast_mode, figures_dir, models_dir, repo_root
-from .utils import (
-    get_device,
-    progress,
-    save_figure,
-    seed_everything,
-    set_progress,
-    setup_notebook,
-)
 
-# Loaded on first use (mc.results, mc.serving, ...): importing the package stays light, and a
-# learner's `import mnist_course` never loads the service, the benchmark or the tooling.
+# Everything else is loaded on first use (mc.load_mnist, mc.results, mc.serving, ...): importing the
+# package stays light (the `mnist-course` command starts without PyTorch), and a learner's
+# `import mnist_course` never loads the service, the benchmark or the tooling.
+NAMES = {  # mc.<name> -> the module that defines it
+    "BatchIterator": "data", "DataCorruptError": "data", "DataNotFoundError": "data", "MNISTData": "data",
+    "load_mnist": "data", "train_val_split": "data",
+    "get_device": "utils", "progress": "utils", "save_figure": "utils", "seed_everything": "utils",
+    "set_progress": "utils", "setup_notebook": "utils",
+}
 SUBMODULES = (
-    "augment", "checkpoint", "drawing", "files", "models", "numpy_nets", "pad", "permute", "photos",
-    "pretrained", "recipes", "results", "training", "exercises", "serving", "bench", "tooling",
+    "augment", "checkpoint", "data", "drawing", "files", "models", "numpy_nets", "pad", "permute", "photos",
+    "pretrained", "recipes", "results", "training", "utils", "exercises", "serving", "bench", "tooling",
 )
 
-__all__ = [
-    "__version__", "data", "settings", "utils", "BatchIterator", "DataCorruptError", "DataNotFoundError",
-    "MNISTData", "load_mnist", "train_val_split", "fast_mode", "figures_dir", "get_device", "models_dir",
-    "progress", "repo_root", "save_figure", "seed_everything", "set_progress", "setup_notebook", *SUBMODULES,
-]
+__all__ = ["__version__", "settings", "fast_mode", "figures_dir", "models_dir", "repo_root", *NAMES, *SUBMODULES]
 
 
 def __getattr__(name):
     if name in SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in NAMES:
+        return getattr(importlib.import_module(f".{NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'mnist_course' has no attribute {name!r}")
+
+
+def __dir__():  # the lazy modules too, so that tab completion lists them before their first use
+    return sorted(set(globals()) | set(__all__))

@@ -2,8 +2,8 @@
 
 A crash or a full disk never leaves half a file under the real name, and no temporary file stays
 behind on error; an existing file keeps its permissions, a new one gets the usual 0666 less umask.
-Used by checkpoints, the results file, training runs and the README generator (no notebook teaches
-it; nothing else from the package is imported here).
+Used by checkpoints, training histories, the results file, the ONNX export, the notebook runner and
+the README generator (no notebook teaches it; nothing else from the package is imported here).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""python -m mnist_course.train: help, argument errors, a fast run, no overwrite, resume."""
+"""mnist-course train (mnist_course.tooling.train): help, argument errors, a fast run, no overwrite, resume."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 from mnist_course.tooling.train import main
 
 
-def test_help_runs_as_a_module():
+def test_help_runs_through_the_command():
     out = subprocess.run([sys.executable, "-m", "mnist_course", "train", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0
@@ -119,7 +119,7 @@ def test_resume_refuses_different_settings_but_accepts_the_same_ones(tiny, tmp_p
     out = tmp_path / "run"
     interrupted([*TINY, "--out", str(out)], stop_epoch=1)
     for argv, message in ([["--lr", "0.02"], "--lr was 0.01, now 0.02"], [["--model", "cnn"], "--model was"],
-                          [["--recipe", "best-cnn"], "--model was 'mlp_small', now 'cnn_best'"],
+                          [["--recipe", "best-cnn"], "--model was 'mlp_small', now 'cnn'"],
                           [["--augment"], "--augment was None"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["--out", str(out), "--resume", *argv])
@@ -178,10 +178,10 @@ def test_a_diverged_run_stops_with_an_error_and_no_metrics(tiny, tmp_path, capsy
 
 
 def test_config_and_metrics_are_written_atomically(tiny, tmp_path, monkeypatch):
-    from mnist_course import checkpoint
+    from mnist_course import files
 
-    written, real = [], checkpoint._atomic_write
-    monkeypatch.setattr(checkpoint, "_atomic_write", lambda path, *a, **k: written.append(path.name) or real(path, *a, **k))
+    written, real = [], files.atomic_write
+    monkeypatch.setattr(files, "atomic_write", lambda path, *a, **k: written.append(path.name) or real(path, *a, **k))
     out = tmp_path / "run"
     assert main([*TINY, "--out", str(out)]) == 0
     assert {"config.json", "metrics.json"} <= set(written)
@@ -244,7 +244,7 @@ def test_a_device_that_get_device_lets_through_is_still_refused_clearly(tiny, tm
 
     from mnist_course import utils
 
-    monkeypatch.setattr(utils, "get_device", lambda name=None: torch.device("mps"))  # as before issue 8
+    monkeypatch.setattr(utils, "get_device", lambda name=None: torch.device("mps"))  # as get_device once did
     if torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
     with pytest.raises(SystemExit) as exit_info:

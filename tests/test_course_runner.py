@@ -1,4 +1,4 @@
-"""The course runner (`python -m mnist_course.course`): parameters checked before anything runs,
+"""The course runner (`mnist-course course`, mnist_course.tooling.runner): parameters checked before anything runs,
 --record as the only way to the tracked outputs, and a lock against two runs into the same folders.
 Notebooks are not executed here: run_notebook is replaced by a stand-in that notes its calls."""
 
@@ -68,7 +68,7 @@ def test_a_second_run_into_the_same_folder_is_refused(runner, tmp_path, capsys):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / "out").mkdir()
-        (tmp_path / "out" / course.LOCK_NAME).write_text(f"{other.pid}\nmnist_course.course\n2026-01-01 10:00:00\n")
+        (tmp_path / "out" / course.LOCK_NAME).write_text(f"{other.pid}\nmnist-course course\n2026-01-01 10:00:00\n")
         with pytest.raises(SystemExit, match=f"another course run \\(pid {other.pid}.*is writing to .*out"):
             main("--only", "01")
         assert calls == []
@@ -99,6 +99,6 @@ def test_the_recorded_run_forgets_a_notebooks_old_numbers(runner, tmp_path):
     keys = ["mnist/01_exploring_mnist/old", "mnist/02_softmax_regression_numpy/kept", "fashion/01_exploring_mnist/kept"]
     path.write_text(json.dumps({"results": {k: {"value": 1} for k in keys}}))
     assert main("--only", "01") == 0  # a private run forgets nothing (and writes elsewhere anyway)
-    assert sorted(json.loads(path.read_text())["results"]) == sorted(keys)
-    assert main("--only", "01", "--record") == 0
-    assert sorted(json.loads(path.read_text())["results"]) == sorted(keys[1:])
+    assert set(keys) <= set(json.loads(path.read_text())["results"])
+    assert main("--only", "01", "--record") == 0  # (the runner may add numbers of its own, e.g. run times)
+    assert set(keys) & set(json.loads(path.read_text())["results"]) == set(keys[1:])

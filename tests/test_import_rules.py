@@ -25,9 +25,9 @@ import ast
 import pytest
 
 from mnist_course.tooling import rooms
-from mnist_course.tooling.rooms import ALLOWED, PACKAGE, ROOMS, Graph, build_graph, is_private, read_package
+from mnist_course.tooling.rooms import ALLOWED, PACKAGE, ROOMS, Graph, build_graph
 
-GRAPH = read_package()
+GRAPH = rooms.read_package()
 
 LEAVES = (f"{PACKAGE}.settings", f"{PACKAGE}.files")
 WRITERS = {f"{PACKAGE}.files": "the one atomic writer"}  # module -> why it may rename files into place
@@ -146,7 +146,7 @@ def latency_timers(graph: Graph, exempt=TIMERS) -> list[str]:
     for name, m in sorted(graph.modules.items()):
         if name in exempt:
             continue
-        for scope, fn in rooms.functions(m.tree):
+        for _, fn in rooms.functions(m.tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or "latency" not in fn.name.lower():
                 continue
             lines = sorted({call.lineno for loop in ast.walk(fn) if isinstance(loop, LOOPS)
@@ -291,6 +291,38 @@ def test_the_allowed_writer_and_timer_are_found_when_not_allowed():
                for m in latency_timers(GRAPH, exempt={}))
 
 
+def test_contributing_shows_the_rooms_as_the_code_imports_them():
+    path = rooms.contributing_path()
+    text = path.read_text(encoding="utf-8")
+    assert rooms.with_diagram(text, rooms.diagram(GRAPH)) == text, (
+        f"{path}: the rooms diagram differs from the code's imports; regenerate it with "
+        "`python -m mnist_course.tooling.rooms --update`")
+
+
+def test_the_diagram_command_checks_and_updates_the_block(tmp_path, monkeypatch, capsys):
+    doc = tmp_path / "CONTRIBUTING.md"
+    doc.write_text(f"# x\n\n{rooms.START}\n```mermaid\nflowchart TD\n```\n{rooms.END}\n\nafter\n")
+    monkeypatch.setattr(rooms, "contributing_path", lambda: doc)
+    assert rooms.main(["--check"]) == 1
+    assert "python -m mnist_course.tooling.rooms --update" in capsys.readouterr().err
+    assert rooms.main(["--update"]) == 0
+    assert rooms.main(["--check"]) == 0
+    text = doc.read_text()
+    assert text.startswith("# x\n\n<!-- rooms:start -->\n```mermaid\nflowchart TD\n") and text.endswith("<!-- rooms:end -->\n\nafter\n")
+    assert '    tooling -->|"' in text and '| core' in text
+    doc.write_text("no markers")
+    assert rooms.main(["--update"]) == 1 and "markers" in capsys.readouterr().err
+
+
+def test_the_diagram_has_every_room_and_only_allowed_arrows():
+    counts, arrows = rooms.room_graph(GRAPH)
+    assert set(counts) == set(ROOMS) and sum(counts.values()) == len(GRAPH.modules)
+    assert all(b in ALLOWED[a] for a, b in arrows)
+    planted = rooms.diagram(build_graph({**BASE, "mnist_course/data.py": "from .tooling import site\n"}))
+    assert '    core -->|"1 import 1"| tooling' in planted.splitlines()
+    assert '    core["core (mnist_course): 5 modules"]' in planted.splitlines()
+
+
 def test_dunder_names_are_not_private():
-    assert not is_private("__version__") and not is_private("__getattr__")
-    assert is_private("_env") and is_private("__mangled")
+    assert not rooms.is_private("__version__") and not rooms.is_private("__getattr__")
+    assert rooms.is_private("_env") and rooms.is_private("__mangled")

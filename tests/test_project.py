@@ -1,11 +1,13 @@
 """Project files and the notebook policy: only the cells nbval checks keep outputs in git (its
 references), no errors, python3 kernel, the conventions of CONTRIBUTING.md; environment.yml in step
-with pyproject.toml."""
+with pyproject.toml; the licence; no file that speaks of an issue tracker's numbers."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import nbformat
 import pytest
@@ -123,3 +125,39 @@ def test_ci_runs_the_readme_test_command():
 def test_package_version_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert mc.__version__ == project["version"]
+
+
+def test_license_is_mit_in_both_places():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project.get("license-files") == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Copyright (c) 2026 the mnist-course authors" in text
+
+
+# "issue" followed by a number: the reader of a file has no issue tracker to look it up in.
+ISSUE_NUMBER = re.compile(r"\bissues?[\s#_-]*\d+", re.I)
+
+
+def _project_files() -> list[str]:
+    """Tracked files, and new ones git does not ignore (they will be tracked once committed)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: no list of tracked files")
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, capture_output=True, check=True).stdout
+    return sorted({name for name in out.decode().split("\0") if name})
+
+
+def test_no_file_names_an_issue_number():
+    """Say what a change is for ("before the pipeline read photographs"), not which ticket asked for it."""
+    hits = []
+    for name in _project_files():
+        path = ROOT / name
+        if not path.is_file():  # deleted in the working tree
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:
+            continue  # binary (a figure)
+        for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if ISSUE_NUMBER.search(line):
+                hits.append(f"{name}:{n}: {line.strip()[:120]}")
+    assert not hits, "issue numbers in project files:\n" + "\n".join(hits)

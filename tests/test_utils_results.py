@@ -1,4 +1,5 @@
-"""Course helpers (mode switches, seeding, progress, figures) and the results file / README table."""
+"""Course helpers (mode switches, seeding, progress, figures), the results file, and the generator of
+the README's and docs' numbers (mnist_course.tooling.readme; the pages themselves: test_readme.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import torch
 
 import mnist_course as mc
 from mnist_course import results as R
+from mnist_course import settings as S
 from mnist_course import utils as U
+from mnist_course.tooling import readme as RM
 
 
 def test_fast_mode_reads_the_environment(monkeypatch):
@@ -95,9 +98,9 @@ def default_outputs(monkeypatch):
     """No output settings at all, as in JupyterLab; restores the run state afterwards."""
     for var in OUTPUT_VARS:
         monkeypatch.delenv(var, raising=False)
-    saved = dict(getattr(U, "_RUN", {}))
+    saved = dict(S._RUN)
     yield mc.repo_root()
-    getattr(U, "_RUN", {}).update(saved)
+    S._RUN.update(saved)
 
 
 def test_setup_notebook_sets_mode_and_paths(default_outputs, monkeypatch, capsys):
@@ -180,7 +183,7 @@ def test_setup_notebook_takes_the_notebooks_dataset_and_record_stores_it(default
     monkeypatch.setenv("MNIST_COURSE_RESULTS", str(tmp_path / "r.json"))
     namespace = {"mc": mc, "DATASET": "fashion"}  # a notebook's globals after its parameters cell
     exec("FAST = mc.setup_notebook(4, True)", namespace)
-    assert U.current_run() == {"seed": 4, "dataset": "fashion"}
+    assert S.current_run() == {"seed": 4, "dataset": "fashion"}
     assert mc.figures_dir(create=False) == default_outputs / "build" / "fast" / "figures" / "fashion"
     entry = R.record("01_a", "acc", 91.0, "Accuracy", "%")
     assert (entry["dataset"], entry["seed"], entry["mode"]) == ("fashion", 4, "fast")
@@ -216,10 +219,11 @@ def test_results_are_keyed_by_dataset(tmp_path):
     R.record("04_a", "acc", 90.2, "Accuracy", "%", path=path, fast=False, dataset="fashion", seed=0)
     data = json.loads(path.read_text())["results"]
     assert {k: v["value"] for k, v in data.items()} == {"mnist/04_a/acc": 99.1, "fashion/04_a/acc": 90.2}
-    table = R.markdown_table({"results": data}).splitlines()
-    assert table[0].startswith("| Notebook | Dataset | Result | Value | Mode | Seed |")
-    assert table[2].startswith("| 04_a | mnist | Accuracy | 99.10% | full | 0 |")  # MNIST first
-    assert table[3].startswith("| 04_a | fashion | Accuracy | 90.20% | full | 0 |")
+    sentence, _, *table = RM.markdown_table({"results": data}).splitlines()
+    assert sentence.startswith("All 2 numbers: full mode, seed 0,")  # the same on every row: said once
+    assert table[0] == "| Notebook | Result | Value | Dataset |"
+    assert table[2] == "| 04_a | Accuracy | 99.10% | mnist |"  # MNIST first
+    assert table[3] == "| 04_a | Accuracy | 90.20% | fashion |"
 
 
 def test_record_accepts_numpy_and_torch_scalars(tmp_path):
@@ -257,12 +261,12 @@ def test_record_leaves_no_temporary_file_and_keeps_permissions(tmp_path, monkeyp
 
 def test_readme_update_is_atomic(tmp_path, monkeypatch):
     results, readme = tmp_path / "r.json", tmp_path / "README.md"
-    readme.write_text(f"{R.START}\nold\n{R.END}\n")
+    readme.write_text(f"{RM.START}\nold\n{RM.END}\n")
     R.record("01_a", "acc", 98.0, "Accuracy", "%", path=results)
     monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        R.update_readme(readme, results)
-    assert readme.read_text() == f"{R.START}\nold\n{R.END}\n"
+        RM.update_readme(readme, results)
+    assert readme.read_text() == f"{RM.START}\nold\n{RM.END}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "r.json", "r.json.lock"]
 
 
@@ -277,40 +281,54 @@ def test_broken_results_file_is_not_overwritten(tmp_path):
 def test_readme_table_update_and_check(tmp_path):
     results = tmp_path / "r.json"
     readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\n{R.START}\nold\n{R.END}\n\nafter\n")
+    readme.write_text(f"# T\n\n{RM.START}\nold\n{RM.END}\n\nafter\n")
     R.record("01_a", "acc", 98.765, "Accuracy", "%", digits=2, path=results, fast=False, dataset="mnist", seed=2)
-    assert R.check_readme(readme, results) is False
-    assert R.main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
-    assert R.main(["--results", str(results), "--readme", str(readme), "--update"]) == 0
+    assert RM.check_readme(readme, results) is False
+    assert RM.main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
+    assert RM.main(["--results", str(results), "--readme", str(readme), "--update"]) == 0
     text = readme.read_text()
-    assert "| 01_a | mnist | Accuracy | 98.77% | full | 2 |" in text and text.endswith("after\n") and "old" not in text
-    assert R.main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
+    assert "All 1 number: dataset mnist, full mode, seed 2, recorded on " in text
+    assert "| 01_a | Accuracy | 98.77% |" in text and text.endswith("after\n") and "old" not in text
+    assert RM.main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
 
 
 def test_readme_without_markers_is_a_clear_error(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("no markers")
-    assert R.main(["--results", str(tmp_path / "none.json"), "--readme", str(readme), "--check"]) == 2
+    assert RM.main(["--results", str(tmp_path / "none.json"), "--readme", str(readme), "--check"]) == 2
     assert "has no markers" in capsys.readouterr().err
 
 
 def test_benchmark_block_is_copied_from_its_report(tmp_path):
     results, bench, readme = tmp_path / "r.json", tmp_path / "benchmark.md", tmp_path / "README.md"
-    readme.write_text(f"{R.START}\n{R.END}\n\n{R.BENCH_START}\nold report\n{R.BENCH_END}\n")
+    readme.write_text(f"{RM.START}\n{RM.END}\n\n{RM.BENCH_START}\nold report\n{RM.BENCH_END}\n")
     bench.write_text("| pipeline | images / s |\n|---|---|\n| in-memory | 100 |\n")
-    assert R.check_readme(readme, results, bench) is False
-    assert R.update_readme(readme, results, bench) is True
+    assert RM.check_readme(readme, results, bench) is False
+    assert RM.update_readme(readme, results, bench) is True
     assert "| in-memory | 100 |" in readme.read_text() and "old report" not in readme.read_text()
-    assert R.check_readme(readme, results, bench) is True
+    assert RM.check_readme(readme, results, bench) is True
     bench.write_text("a newer run\n")
-    assert R.check_readme(readme, results, bench) is False
+    assert RM.check_readme(readme, results, bench) is False
 
 
-def test_repository_readme_table_matches_results_file():
-    """The README's tables are generated from results/results.json and results/benchmark.md."""
-    readme, results = mc.repo_root() / "README.md", R.tracked_results_path()
+def test_inline_values_are_rewritten_and_an_unknown_key_is_an_error(tmp_path, capsys):
+    results, page = tmp_path / "r.json", tmp_path / "page.md"
+    R.record("06_b", "acc", 99.5, "Accuracy", "%", path=results, fast=False, dataset="mnist", seed=0)
+    page.write_text("It reaches <!-- value:mnist/06_b/acc -->98.00%<!-- /value --> on the test set.\n")
+    assert RM.main(["--results", str(results), "--readme", str(page), "--update"]) == 0
+    assert page.read_text() == "It reaches <!-- value:mnist/06_b/acc -->99.50%<!-- /value --> on the test set.\n"
+    page.write_text("<!-- value:mnist/06_b/renamed -->99.50%<!-- /value -->\n")
+    assert RM.main(["--results", str(results), "--readme", str(page), "--check"]) == 2
+    assert "'mnist/06_b/renamed', which the results file does not hold" in capsys.readouterr().err
+
+
+def test_repository_pages_match_the_results_files():
+    """Every number in README.md and docs/*.md is generated from results/results.json and
+    results/benchmark.md: `mnist-course readme --check` (all pages, every block present) passes."""
+    results = R.tracked_results_path()
     entries = R.load_results(results)["results"]
     assert all(k == f"{e.get('dataset')}/{e['notebook']}/{e['key']}" and e["mode"] == "full" and "seed" in e
                for k, e in entries.items()), "results.json: every entry is keyed <dataset>/<notebook>/<key>"
-    assert R.BENCH_START in readme.read_text(), "the README must show the benchmark report"
-    assert R.check_readme(readme, results), "README results/benchmark tables are stale: run `make readme` and commit."
+    pages = RM.generated_pages(RM.default_pages(), results, required=tuple(RM.BLOCKS))
+    stale = [page.name for page, (text, new) in pages.items() if text != new]
+    assert not stale, f"generated numbers are stale in {stale}: run `make readme` and commit."

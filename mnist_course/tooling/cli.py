@@ -34,22 +34,17 @@ def status(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     paths = args.paths
     if not paths and not (args.hint or args.solution):
-        found = [p for p in (Path("my-notebooks"), Path("notebooks")) if p.is_dir()]
-        found += [Path(".")] if not found and any(Path(".").glob("*.ipynb")) else []
-        if not found:
+        here = Path(".")  # e.g. JupyterLab's terminal, which starts in my-notebooks/
+        default = next((p for p in (Path("my-notebooks"), Path("notebooks")) if p.is_dir()),
+                       here if any(here.glob("*.ipynb")) else None)
+        if default is None:
             parser.error(f"no my-notebooks/ or notebooks/ folder in {Path.cwd()}: name the notebooks, "
                          "e.g. mnist-course status path/to/my-notebooks")
-        paths = [str(found[0])]
-        print(f"reading {Path(paths[0]).resolve()}/")
+        paths = [str(default)]
+        print(f"reading {default.resolve()}/")
     forwarded = (["--status", *paths] if paths else []) + (["--hint", args.hint] if args.hint else []) \
         + (["--solution", args.solution] if args.solution else [])
-    try:  # the per-notebook exercises modules bring a status module; until then, checks has main
-        module = importlib.import_module("mnist_course.exercises.status")
-    except ModuleNotFoundError as e:
-        if e.name != "mnist_course.exercises.status":
-            raise
-        module = importlib.import_module("mnist_course.exercises.checks")
-    return module.main(forwarded)
+    return importlib.import_module("mnist_course.exercises.status").main(forwarded)
 
 
 # name -> (the module whose main(argv) runs it, or a function here; one line for --help), in --help's order
@@ -78,7 +73,7 @@ def usage() -> str:
     for name, (_, summary) in COMMANDS.items():
         rows.append((name, summary))
         if name == "bench":
-            rows += [(f"bench {sub}", summary) for sub, (_, summary) in BENCH.items()]
+            rows += [(f"bench {sub}", line) for sub, (_, line) in BENCH.items()]
     width = max(len(name) for name, _ in rows) + 2
     lines = ["usage: mnist-course COMMAND [ARGS...]", "",
              "The MNIST course's tools. `mnist-course COMMAND --help` shows a command's options.", "",
@@ -102,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
               f"the commands are: {', '.join(COMMANDS)}. See mnist-course --help.", file=sys.stderr)
         return 2
     target = COMMANDS[name][0]
-    if name == "bench" and rest[:1] and rest[0] in BENCH:
+    if name == "bench" and rest and rest[0] in BENCH:
         target, rest = BENCH[rest[0]][0], rest[1:]
     elif name == "bench" and rest[:1] in (["-h"], ["--help"]):
         print(f"(also: {', '.join(f'mnist-course bench {sub}' for sub in BENCH)}; each with --help)\n")

@@ -159,8 +159,9 @@ def notebooks_table(data: dict, link_prefix: str = "") -> str:
     headers = ["#", "notebook", "what you do", "headline result", "time"]
     if not times:  # a column with the same value on every row: a sentence instead
         headers, rows = headers[:-1], [row[:-1] for row in rows]
-        total = ("The results file records no notebook run times yet, so no time is given here "
-                 f"(each notebook's would be `{DATASET}/<notebook>/{RUN_TIME_KEY}`).")
+        total = ("Run times: the results file records none yet (no `<dataset>/<notebook>/"
+                 f"{RUN_TIME_KEY}` entries), so none is given here; `make course` prints each notebook's "
+                 "as it goes, and `make site` shows them.")
     elif len(times) < len(NOTEBOOK_GUIDE):
         missing = ", ".join(n[:2] for n, _, _ in NOTEBOOK_GUIDE if n not in times)
         total = (f"The notebooks with a recorded run time took {_duration(sum(times.values()))} together; "
@@ -235,20 +236,20 @@ def default_pages(root: Path | None = None) -> list[Path]:
 
 
 def generated_pages(pages: list[Path], results: Path, benchmark: Path | None = None, root: Path | None = None,
-                    required: tuple[str, ...] = ()) -> dict[Path, tuple[str, str]]:
-    """{page: (current text, regenerated text)}. A page without any generated block is an error, and
-    so is a block in `required` that none of the pages holds."""
+                    required: tuple[str, ...] | None = None) -> dict[Path, tuple[str, str]]:
+    """{page: (current text, regenerated text)}. required=None: every page must hold a generated
+    block or value (it was named for them); else each block in `required` must be on some page."""
     sources = Sources(load_results(results), benchmark_report(benchmark))
     out, seen = {}, set()
     for page in pages:
         text = page.read_text()
         new, found = regenerate(text, sources, page, root)
-        if not found:
+        if not found and required is None:
             raise ValueError(f"{page} has no markers: no generated block ({START!r} ... {END!r}) and no "
                              "<!-- value:KEY -->; add one where the numbers go.")
         seen.update(found)
         out[page] = (text, new)
-    missing = [name for name in required if name not in seen]
+    missing = [name for name in required or () if name not in seen]
     if missing:
         raise ValueError(f"no page holds the {', '.join(missing)} block(s); "
                          f"looked in {', '.join(str(p) for p in pages)}")

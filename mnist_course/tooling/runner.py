@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     per_notebook = parameters_for(notebooks, params)
     folder = run_folder(fast)
     output = (args.output or (repo_root() / "build" / "notebooks" if folder is None else folder / "notebooks")).resolve()
-    from ..results import results_path
+    from ..results import record, results_path
 
     results = Path(params["RESULTS"]) if params.get("RESULTS") else results_path(fast)
     if not results.is_absolute():
@@ -226,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAILED {nb.name} after {time.perf_counter() - t0:.0f} s:\n{e}", file=sys.stderr)
                 print(f"The partly executed notebook is in {output / nb.name}", file=sys.stderr)
                 return 1
-            print(f"  done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
+            seconds = time.perf_counter() - t0
+            record(nb.stem, "run_seconds", round(seconds), "notebook run time", "s", digits=0, fast=fast,
+                   path=results, dataset=per_notebook[nb].get("DATASET", "mnist"),
+                   seed=per_notebook[nb].get("SEED", 0))  # the README's time column and total
+            print(f"  done in {seconds:.0f} s -> {out}", flush=True)
     print(f"{len(notebooks)} notebook(s) in {time.perf_counter() - total:.0f} s; results in {results}")
     return 0
 

@@ -1,0 +1,174 @@
+"""The front door: a short README that says what the course is and how to start, the rest in docs/,
+and every measured number in either generated from the results files (`mnist-course readme`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mnist_course as mc
+from mnist_course.tooling import readme as RM
+
+ROOT = mc.repo_root()
+README = ROOT / "README.md"
+PAGES = RM.default_pages(ROOT)
+DOCS = [p for p in PAGES if p != README]
+
+
+def test_readme_is_short():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines: keep it under 150, move the rest to docs/"
+
+
+def test_readme_says_how_to_start_and_where_to_go_next():
+    text = README.read_text()
+    for command in ("make course", "make test", "make lab"):
+        assert f"\n{command}" in text, f"the README must show `{command}` in a code block"
+    for page in ("CONTRIBUTING.md", *(f"docs/{p.name}" for p in DOCS)):
+        assert f"]({page})" in text, f"the README must link to {page}"
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(pictures) == 1 and pictures[0].startswith("figures/"), (
+        f"the README shows one picture from the recorded run's figures/: {pictures}")
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)  # a `# comment` is no heading
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_links_and_pictures_resolve(page):
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (page.parent / file).resolve() if file else page
+        assert path.exists(), f"{page.name} links to {target}, which does not exist"
+        if anchor and path.suffix == ".md":
+            assert anchor in _anchors(path), f"{page.name} links to {target}: {path.name} has no such heading"
+
+
+def test_the_notebook_table_covers_every_notebook():
+    guide = [name for name, _, _ in RM.NOTEBOOK_GUIDE]
+    assert guide == [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+
+
+def _outside_generated(text: str) -> str:
+    text = RM.VALUE.sub("", text)
+    for start, end, _ in RM.BLOCKS.values():
+        if start in text:
+            head, rest = text.split(start, 1)
+            text = head + rest.split(end, 1)[1]
+    return text
+
+
+DURATION = re.compile(r"\b\d[\d,.]*\s?(?:ms|s|sec|seconds?|min|minutes?|h|hours?)\b")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_hand_typed_durations(page):
+    """A duration in the README or the docs comes from the results files, never from a keyboard:
+    the course once said it took 26 minutes while its recorded run took 36."""
+    found = DURATION.findall(_outside_generated(page.read_text()))
+    assert not found, f"{page.name} states {found} by hand: generate it (a block or <!-- value:KEY -->)"
+
+
+def test_the_generated_blocks_sit_where_readers_look():
+    assert RM.NOTEBOOKS_START in README.read_text()
+    results_page = (ROOT / "docs" / "results.md").read_text()
+    assert RM.START in results_page and RM.BENCH_START in results_page
+
+
+def _copy_pages(tmp_path: Path) -> Path:
+    """README.md, docs/ and the results files in a temporary repository-like folder."""
+    shutil.copy(README, tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    return tmp_path
+
+
+def _check(root: Path) -> int:
+    return RM.main(["--root", str(root), "--results", str(root / "results" / "results.json"),
+                    "--benchmark", str(root / "results" / "benchmark.md"), "--check"])
+
+
+def test_check_fails_when_a_number_changes(tmp_path):
+    """--check passes on a copy of the pages, then fails after one number changes: in the results
+    file, in the benchmark report, in a docs page or in the README."""
+    root = _copy_pages(tmp_path)
+    assert _check(root) == 0
+    results = root / "results" / "results.json"
+    data = json.loads(results.read_text())
+    data["results"]["mnist/06_regularisation_and_tricks/best_cnn_test_acc"]["value"] = 99.1
+    results.write_text(json.dumps(data))
+    assert _check(root) == 1  # the README's notebook table and inline value, docs/results.md, docs/training.md
+    assert RM.main(["--root", str(root), "--results", str(results), "--benchmark",
+                    str(root / "results" / "benchmark.md"), "--update"]) == 0
+    assert _check(root) == 0 and "99.10%" in (root / "README.md").read_text()
+
+    page = root / "docs" / "results.md"
+    before = page.read_text()
+    page.write_text(before.replace("| 92.27% |", "| 92.28% |", 1))
+    assert page.read_text() != before and _check(root) == 1
+    page.write_text(before)
+    bench = root / "results" / "benchmark.md"
+    bench.write_text(bench.read_text().replace("2,127,831", "2,127,832"))
+    assert _check(root) == 1
+
+
+def test_a_result_the_pages_show_but_the_file_lacks_is_an_error(tmp_path, capsys):
+    root = _copy_pages(tmp_path)
+    results = root / "results" / "results.json"
+    data = json.loads(results.read_text())
+    del data["results"]["mnist/04_mlp_vs_cnn/cnn_test_acc"]
+    results.write_text(json.dumps(data))
+    assert _check(root) == 2
+    assert "mnist/04_mlp_vs_cnn/cnn_test_acc" in capsys.readouterr().err
+
+
+def test_a_missing_block_is_an_error(tmp_path, capsys):
+    root = _copy_pages(tmp_path)
+    page = root / "docs" / "results.md"
+    page.write_text(page.read_text().replace(RM.BENCH_START, "").replace(RM.BENCH_END, ""))
+    assert _check(root) == 2
+    assert "benchmark" in capsys.readouterr().err
+
+
+def _entry(notebook, key, value, unit="", **kw):
+    return {"notebook": notebook, "key": key, "value": value, "label": key, "unit": unit, "digits": 0,
+            "mode": "full", "dataset": "mnist", "seed": 0, "date": "2026-01-01", "machine": "m", **kw}
+
+
+def _guide_results(run_seconds: dict[str, float]) -> dict:
+    """Every key that NOTEBOOK_GUIDE's templates name, plus the given run times."""
+    entries = {}
+    for notebook, _, template in RM.NOTEBOOK_GUIDE:
+        for key in re.findall(r"{(\w+)}", template):
+            entries[f"mnist/{notebook}/{key}"] = _entry(notebook, key, 1)
+        if notebook in run_seconds:
+            entries[f"mnist/{notebook}/{RM.RUN_TIME_KEY}"] = _entry(notebook, RM.RUN_TIME_KEY,
+                                                                    run_seconds[notebook], "s")
+    return {"results": entries}
+
+
+def test_the_course_time_is_the_sum_of_the_recorded_run_times():
+    names = [n for n, _, _ in RM.NOTEBOOK_GUIDE]
+    none = RM.notebooks_table(_guide_results({}))
+    assert "| time |" not in none and "records none yet" in none
+    every = RM.notebooks_table(_guide_results({n: 270.0 for n in names}))
+    assert "| 4 min |" in every and f"took {RM._duration(270.0 * len(names))}." in every
+    some = RM.notebooks_table(_guide_results({names[0]: 30.0}))
+    assert "| 30 s |" in some and "| — |" in some and "took 30 s together" in some
+
+
+def test_constant_columns_become_one_sentence():
+    rows = {"a": _entry("01_a", "x", 1), "b": _entry("02_b", "y", 2, date="2026-01-02")}
+    text = RM.markdown_table({"results": rows})
+    assert text.startswith("All 2 numbers: dataset mnist, full mode, seed 0, on m.")
+    assert "| Notebook | Result | Value | Date |" in text
