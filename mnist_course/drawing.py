@@ -550,7 +550,7 @@ def not_sure_threshold(top: np.ndarray, correct: np.ndarray, max_confident_wrong
 
 
 def validation_pictures(n: int = 2000, seed: int = 0, val_size: int | None = None) -> list:
-    """Realistic pictures (:func:`mnist_course.pictures.picture_set`) of n digits from the
+    """Realistic pictures (:func:`mnist_course.photos.picture_set`) of n digits from the
     validation split (recipes.BEST_CNN's val_size, split seed 0: never the test set):
     a list of (uint8 (H, W) picture, label int, kind str)."""
     from .data import load_mnist

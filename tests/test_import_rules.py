@@ -296,7 +296,7 @@ def test_contributing_shows_the_rooms_as_the_code_imports_them():
     text = path.read_text(encoding="utf-8")
     assert rooms.with_diagram(text, rooms.diagram(GRAPH)) == text, (
         f"{path}: the rooms diagram differs from the code's imports; regenerate it with "
-        "`python -m mnist_course.tooling.rooms --update`")
+        "`mnist-course readme --update`")
 
 
 def test_the_diagram_command_checks_and_updates_the_block(tmp_path, monkeypatch, capsys):
@@ -304,7 +304,7 @@ def test_the_diagram_command_checks_and_updates_the_block(tmp_path, monkeypatch,
     doc.write_text(f"# x\n\n{rooms.START}\n```mermaid\nflowchart TD\n```\n{rooms.END}\n\nafter\n")
     monkeypatch.setattr(rooms, "contributing_path", lambda: doc)
     assert rooms.main(["--check"]) == 1
-    assert "python -m mnist_course.tooling.rooms --update" in capsys.readouterr().err
+    assert "mnist-course readme --update" in capsys.readouterr().err
     assert rooms.main(["--update"]) == 0
     assert rooms.main(["--check"]) == 0
     text = doc.read_text()

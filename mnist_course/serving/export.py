@@ -213,7 +213,7 @@ def load_onnx(path: str | os.PathLike, threads: int | None = 1):
     missing = [k for k in ("model", "mean", "std", "classes") if k not in meta]
     if missing:
         raise ExportError(f"{path} lacks the metadata {', '.join(missing)}; it was not written by "
-                          "mnist_course.export: export it again.")
+                          "mnist-course export: export it again.")
     for key in ("mean", "std", "accuracy"):
         if key in meta:
             meta[key] = json.loads(meta[key])

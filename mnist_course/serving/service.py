@@ -63,7 +63,7 @@ def vendor_dir() -> Path:
 
 
 def onnx_default_path(name: str) -> Path:
-    """mnist_course.export.default_path(name), imported when first asked (onnx loads only then)."""
+    """mnist_course.serving.export.default_path(name), imported when first asked (onnx loads only then)."""
     from .export import default_path
 
     return Path(default_path(name))
@@ -108,7 +108,7 @@ def load_models(names: Sequence[str], default: str) -> dict[str, ServedModel]:
 
 
 def export_missing(names: Sequence[str], path_of: Callable[[str], Path | None]) -> None:
-    """Export each course model whose ONNX file is missing (mnist_course.export); never overwrite one."""
+    """Export each course model whose ONNX file is missing (mnist_course.serving.export); never overwrite one."""
     for name in names:
         path = path_of(name)
         if path is None or path.exists():

@@ -1,8 +1,8 @@
 """The package's rooms and the imports between them, read from the source with ``ast``.
 
-    python -m mnist_course.tooling.rooms            # print the rooms as a Mermaid flowchart
-    python -m mnist_course.tooling.rooms --update   # rewrite the diagram in CONTRIBUTING.md
-    python -m mnist_course.tooling.rooms --check    # exit 1 if CONTRIBUTING.md's diagram is stale
+    mnist-course readme --update   # rewrites the diagram in CONTRIBUTING.md (with the README's blocks)
+    mnist-course readme --check    # exit 1 if it is stale
+    python -c "from mnist_course.tooling.rooms import main; main()"   # print the Mermaid flowchart
 
 :func:`read_package` builds the module graph once: every import statement of every module
 (those inside functions too), relative imports resolved, ``from pkg import mod`` counted as an
@@ -34,7 +34,7 @@ ALLOWED = {
 # Modules that live in one folder but belong to another room.
 ROOM_OF = {f"{PACKAGE}.__main__": "tooling"}  # `python -m mnist_course` is the mnist-course command
 
-START = "<!-- rooms:start -->"  # CONTRIBUTING.md's generated block: `python -m mnist_course.tooling.rooms --update`
+START = "<!-- rooms:start -->"  # CONTRIBUTING.md's generated block: `mnist-course readme --update`
 END = "<!-- rooms:end -->"
 
 
@@ -276,7 +276,7 @@ def contributing_path() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_course.tooling.rooms", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mnist-course readme (rooms)", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--update", action="store_true", help="rewrite the diagram in CONTRIBUTING.md")
     group.add_argument("--check", action="store_true", help="exit 1 if CONTRIBUTING.md's diagram differs")
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check:
         if new != old:
-            print(f"{path}: the rooms diagram is out of date; run `python -m mnist_course.tooling.rooms --update`.",
+            print(f"{path}: the rooms diagram is out of date; run `mnist-course readme --update`.",
                   file=sys.stderr)
             return 1
         return 0
@@ -305,6 +305,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"updated the rooms diagram in {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

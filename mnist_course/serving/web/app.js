@@ -1,4 +1,4 @@
-// The drawing page of mnist_course.serve: a 280x280 canvas, and the model's answer either from the
+// The drawing page of mnist_course.serving.service: a 280x280 canvas, and the model's answer either from the
 // server (POST /predict with the canvas as PNG) or from the exported ONNX model run in the browser by
 // onnxruntime-web (served by the service under /vendor/onnxruntime-web/; no CDN, works offline).
 import { NOT_SURE_BELOW, canvasToGray, judge, preprocess, softmax, toModelInput } from "./preprocess.js";
