@@ -29,7 +29,7 @@ help:
 	@echo "make test-fast   lint and library tests only"
 	@echo "make lab         copy the notebooks into my-notebooks/ (git-ignored, never overwritten) and open JupyterLab there"
 	@echo "make benchmark   time data loading, training to 99% and inference; writes results/benchmark.md"
-	@echo "make readme      regenerate the README's results table and benchmark report"
+	@echo "make readme      regenerate the generated blocks of README.md, docs/ and CONTRIBUTING.md from results/ and the code"
 	@echo "make nbval-refs  run the notebooks in fast mode, store the outputs of their # NBVAL_CHECK_OUTPUT cells"
 	@echo "make export      export the course CNN to ONNX (models/onnx/), checked against PyTorch on the 10,000 test digits"
 	@echo "make serve       the web service and drawing page on http://127.0.0.1:8000 (FastAPI + uvicorn)"

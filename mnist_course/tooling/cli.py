@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str | Callable[[list[str]], int], str]] = {
     "serve": ("mnist_course.serving.service", "the web service and drawing page (FastAPI + uvicorn)"),
     "site": ("mnist_course.tooling.site", "the course as a static website, from executed notebooks"),
     "bench": ("mnist_course.bench.benchmark", "time data loading, training to 99% and inference (a report)"),
-    "readme": ("mnist_course.tooling.readme", "regenerate the README's results table and benchmark report"),
+    "readme": ("mnist_course.tooling.readme", "regenerate the generated blocks of README.md, docs/ and CONTRIBUTING.md"),
     "nbrefs": ("mnist_course.tooling.nbrefs", "store or check the nbval reference outputs of the checked cells"),
 }
 # `mnist-course bench NAME ...`; plain `mnist-course bench` is the benchmark
