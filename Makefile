@@ -97,7 +97,7 @@ web-deps: $(WEB_DEPS)
 export: $(STAMP)
 	$(MC) export --model cnn
 
-serve: $(STAMP) web-deps
+serve: $(STAMP)
 	$(MC) serve --model cnn --port 8000
 
 site: $(STAMP)

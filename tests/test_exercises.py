@@ -453,6 +453,88 @@ def fit_can_vanish(h, w, box=20):
     return round(h * scale), round(w * scale)
 
 
+def softmax_global_max(z):
+    e = np.exp(z - z.max())
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def grad_sign_flipped(z, y):
+    onehot = np.zeros_like(z)
+    onehot[np.arange(len(y)), y] = 1
+    return (onehot - S.softmax(z)) / len(y)
+
+
+def relu_negated(dA, H):
+    return -dA * (H > 0)
+
+
+def linear_negated(dZ, A, W):
+    return -(dZ @ W), -(dZ.T @ A), -dZ.sum(axis=0)
+
+
+def linear_db_negated(dZ, A, W):
+    return dZ @ W, dZ.T @ A, -dZ.sum(axis=0)
+
+
+def sgd_velocity_minus_grad(w, grad, velocity, lr, momentum):
+    velocity = momentum * velocity - grad
+    return w - lr * velocity, velocity
+
+
+def corr2d_every_position(X, K):
+    h, w = K.shape
+    Y = torch.zeros_like(X)
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            Y[i, j] = (X[i: i + h, j: j + w] * K).sum()
+    return Y
+
+
+def corr2d_zeros_like(X, K):
+    h, w = K.shape
+    Y = torch.zeros_like(X)
+    for i in range(X.shape[0] - h + 1):
+        for j in range(X.shape[1] - w + 1):
+            Y[i, j] = (X[i: i + h, j: j + w] * K).sum()
+    return Y
+
+
+def bn_stats_not_reshaped(X, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    mean, var = X.mean(dim=(0, 2, 3)), X.var(dim=(0, 2, 3), unbiased=False)
+    if not training:
+        mean, var = running_mean, running_var
+    Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
+    if training:
+        n = X.numel() / X.shape[1]
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * var * n / (n - 1)
+    return Y, running_mean, running_var
+
+
+def bn_running_keepdim(X, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    if not training:
+        return _bn(X, gamma, beta, running_mean, running_var, eps), running_mean, running_var
+    mean = X.mean(dim=(0, 2, 3), keepdim=True)
+    var = X.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    Y = gamma[None, :, None, None] * (X - mean) / torch.sqrt(var + eps) + beta[None, :, None, None]
+    n = X.numel() / X.shape[1]
+    return Y, (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * var * n / (n - 1)
+
+
+def adam_uphill(w, grad, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    m = betas[0] * m + (1 - betas[0]) * grad
+    v = betas[1] * v + (1 - betas[1]) * grad**2
+    m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+    return w + lr * m_hat / (torch.sqrt(v_hat) + eps), m, v
+
+
+def adam_m_against_grad(w, grad, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    m = betas[0] * m - (1 - betas[0]) * grad
+    v = betas[1] * v + (1 - betas[1]) * grad**2
+    m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+    return w - lr * m_hat / (torch.sqrt(v_hat) + eps), m, v
+
+
 # exercise id -> [(mutant, words its failure message must contain)]
 MUTANTS = {
     "01.1": [(idx_little_endian, "little-endian"), (idx_offset_16, "4 + 4 * ndim bytes"),
@@ -463,20 +545,25 @@ MUTANTS = {
              (batches_unseeded, "same seed gave different batches"), (batches_never_drop, "drop_last=True must leave out")],
     "02.1": [(softmax_naive, "subtract each row's own maximum"), (softmax_axis0, "over axis 0"),
              (softmax_no_keepdims, "z.max(axis=1, keepdims=True)"),
-             (softmax_sum_no_keepdims, "e.sum(axis=1, keepdims=True)"), (softmax_in_place, "in place")],
+             (softmax_sum_no_keepdims, "e.sum(axis=1, keepdims=True)"), (softmax_in_place, "in place"),
+             (softmax_global_max, "underflow")],
     "02.2": [(ce_sum, "average over the batch, don't sum"), (ce_log_of_softmax, "use log-sum-exp"),
-             (ce_sign, "wrong sign"), (ce_every_row, "log_p[np.arange(N), y]")],
+             (ce_sign, "the sign is flipped: the loss is MINUS"), (ce_every_row, "log_p[np.arange(N), y]")],
     "02.3": [(grad_not_divided, "times N = 3: divide by the batch size"), (grad_transposed, "transposed"),
              (grad_no_onehot, "forgot to subtract onehot(y)"),
-             (grad_every_row, "EVERY row")],
-    "03.1": [(relu_no_mask, "through everywhere"), (relu_ge, "at H == 0"), (relu_times_output, "you multiplied by H")],
+             (grad_every_row, "EVERY row"), (grad_sign_flipped, "the sign is flipped: dZ = (softmax(z) - onehot(y))")],
+    "03.1": [(relu_no_mask, "through everywhere"), (relu_ge, "at H == 0"), (relu_times_output, "you multiplied by H"),
+             (relu_negated, "the sign is flipped: dH = dA * (H > 0) passes dA on unchanged")],
     "03.2": [(linear_dW_transposed, "dW is transposed"), (linear_db_not_summed, "sum dZ over the batch"),
-             (linear_db_mean, "db is averaged"), (linear_dA_transposed_W, "(a, b) @ (b, c)")],
-    "03.3": [(sgd_no_carry, "momentum has no effect"), (sgd_dampened, "(1 - momentum)"), (sgd_uphill, "uphill")],
+             (linear_db_mean, "db is averaged"), (linear_dA_transposed_W, "(a, b) @ (b, c)"),
+             (linear_negated, "the sign is flipped: dA = dZ @ W"), (linear_db_negated, "the sign is flipped: db = dZ.sum(axis=0)")],
+    "03.3": [(sgd_no_carry, "momentum has no effect"), (sgd_dampened, "(1 - momentum)"), (sgd_uphill, "the sign is flipped: you moved uphill"),
+             (sgd_velocity_minus_grad, "the sign is flipped: you moved uphill")],
     "04.1": [(size_no_plus_one, "off by one"), (size_padding_once, "both sides"), (size_no_stride, "forgot the stride"),
              (size_true_division, "use // (floor division)")],
     "04.2": [(params_no_bias, "forgot the biases"), (params_no_in_channels, "forgot in_channels")],
-    "04.3": [(corr2d_flipped, "flipped the kernel"), (corr2d_short, "off by one")],
+    "04.3": [(corr2d_flipped, "flipped the kernel"), (corr2d_short, "off by one"),
+             (corr2d_every_position, "must have K's shape (h, w)"), (corr2d_zeros_like, "one entry per position of the window")],
     "04.4": [(pool_average, "you averaged"), (pool_stride_one, "windows overlap")],
     "05.1": [(permute_rows, "shuffled the images (rows)"), (permute_scatter, "inverse permutation")],
     "05.2": [(inverse_is_perm, "perm itself"), (inverse_twice, "perm twice")],
@@ -484,9 +571,11 @@ MUTANTS = {
     "06.1": [(dropout_no_scale, "scale them by 1 / (1 - p)"), (dropout_always, "evaluation mode"),
              (dropout_keep_p, "probability to DROP")],
     "06.2": [(bn_batch_stats_in_eval, "batch statistics in eval mode"), (bn_biased_running_var, "UNBIASED batch variance"),
-             (bn_no_running_update, "did not update the running statistics"), (bn_momentum_reversed, "NEW batch statistic")],
+             (bn_no_running_update, "did not update the running statistics"), (bn_momentum_reversed, "NEW batch statistic"),
+             (bn_stats_not_reshaped, "reshape them to (1, C, 1, 1)"), (bn_running_keepdim, "running statistics have shape (C,)")],
     "06.3": [(adam_no_bias_correction, "forgot the bias correction"), (adam_eps_inside, "outside the square root"),
-             (adam_only_m_corrected, "bias-corrected m but not v")],
+             (adam_only_m_corrected, "bias-corrected m but not v"),
+             (adam_uphill, "the sign is flipped: subtract the step"), (adam_m_against_grad, "m follows it")],
     "07.1": [(rf_no_jump, "EARLIER strides"), (rf_jump_first, "own stride"), (rf_from_zero, "start from rf = 1")],
     "07.2": [(fmap_no_pool, "skipped the pooling"), (fmap_no_padding, "ignored the padding"),
              (fmap_in_channels, "out_channels of the last convolution")],
@@ -565,6 +654,33 @@ def test_errors_wrong_shapes_and_misuse_get_clear_messages():
     assert "not the result of calling it" in E.check("02.1", S.softmax(np.zeros((2, 3))), quiet=True).message
     with pytest.raises(KeyError, match="no exercise '99.1'"):
         E.check("99.1", S.softmax)
+
+
+def test_broadcasting_advice_only_where_broadcasting_is_the_likely_cause():
+    """A shape error gets the advice of its exercise: keepdims for the row-wise reductions of
+    notebook 02, windows for corr2d, (1, C, 1, 1) for BatchNorm, and elsewhere only 'print the shapes'."""
+    def broadcast_error(*args, **kwargs):
+        return np.ones((3, 4)) + np.ones(5)
+
+    keepdims = "keepdims=True keeps (N, 1)"
+    for exercise_id in ("02.1", "02.2", "02.3"):
+        assert keepdims in E.check(exercise_id, broadcast_error, quiet=True).message, exercise_id
+    for exercise_id in ("01.2", "03.1", "03.2", "04.3", "06.2", "08.3"):
+        message = E.check(exercise_id, broadcast_error, quiet=True).message
+        assert "could not be broadcast" in message and keepdims not in message, message
+    assert "print the .shape of each array" in E.check("03.1", broadcast_error, quiet=True).message
+    assert "must have K's shape (h, w)" in E.check("04.3", broadcast_error, quiet=True).message
+    assert "reshape them to (1, C, 1, 1)" in E.check("06.2", broadcast_error, quiet=True).message
+    for exercise_id, mutant in (("04.3", corr2d_every_position), ("06.2", bn_stats_not_reshaped)):
+        assert keepdims not in E.check(exercise_id, mutant, quiet=True).message
+
+
+def test_a_flipped_sign_is_named_even_without_the_exercises_words():
+    def standardize_flipped(X, X_train):
+        return -S.standardize(X, X_train)
+
+    message = E.check("01.2", standardize_flipped, quiet=True).message
+    assert "the sign is flipped: your result is exactly minus the right answer" in message, message
 
 
 def test_hint_and_solution_print(capsys):

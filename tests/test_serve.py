@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import struct
 import sys
 import types
@@ -338,6 +339,50 @@ def test_page_static_and_vendor(models, tmp_path):
         assert r.status_code == 404 and "/docs" in detail(r)
         r = c.get("/vendor/onnxruntime-web/ort.min.js")
         assert r.status_code == 404 and "make web-deps" in detail(r)
+
+
+@pytest.mark.parametrize("vendor", ["empty", "missing"])
+def test_serving_needs_no_npm(models, tmp_path, vendor):
+    """Without `make web-deps` (an empty or missing vendor folder) the page and the server's answers
+    work; /models and the vendor route say that the in-browser engine is unavailable and how to get
+    it, and the page has the line that shows it."""
+    root = tmp_path / "vendor"
+    if vendor == "empty":
+        root.mkdir()
+    app = serve.create_app(models, default="three", vendor=root)
+    with TestClient(app) as c:
+        page = c.get("/")
+        assert page.status_code == 200 and "<canvas" in page.text.lower()
+        assert 'id="engine-note"' in page.text            # the line app.js fills from /models
+        for name in ("app.js", "preprocess.js", "style.css"):
+            assert c.get(f"/static/{name}").status_code == 200, name
+        out = post(c, png(bar_image())).json()
+        assert (out["digit"], out["status"]) == ("3", "digit")
+        engine = c.get("/models").json()["browser_engine"]
+        assert engine["available"] is False
+        assert "make web-deps" in engine["detail"] and "onnxruntime-web" in engine["detail"]
+        r = c.get(f"/vendor/onnxruntime-web/{serve.ORT_ENTRY}")
+        assert r.status_code == 404 and "make web-deps" in detail(r)
+        assert "browser_engine" in c.get("/static/app.js").text    # the page reads it
+    root.mkdir(exist_ok=True)
+    (root / serve.ORT_ENTRY).write_text("export {};")                  # `make web-deps` done: no restart needed
+    with TestClient(app) as c:
+        assert c.get("/models").json()["browser_engine"] == {"available": True, "detail": None}
+        assert c.get(f"/vendor/onnxruntime-web/{serve.ORT_ENTRY}").status_code == 200
+
+
+def test_make_serve_does_not_install_npm_packages():
+    """`make serve` starts the service without npm (offline it failed after a long npm timeout)."""
+    from mnist_course.settings import repo_root
+
+    makefile = repo_root() / "Makefile"
+    if not makefile.is_file():
+        pytest.skip(f"no Makefile at {makefile} (an installed copy of the package)")
+    lines = makefile.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("serve:"))
+    recipe = [lines[start]] + [line for line in itertools.takewhile(lambda s: s.startswith("\t"), lines[start + 1:])]
+    assert not any("web-deps" in line or "npm" in line for line in recipe), \
+        f"make serve needs npm: {recipe} (the in-browser engine is optional: `make web-deps`)"
 
 
 def test_the_real_page_is_served(client):

@@ -6,9 +6,13 @@ preprocessing gives the same 28x28 model input as mnist_course.drawing, strokes 
 went at any window width, the in-browser mode sends no request per stroke, nothing is asked of any host
 but 127.0.0.1, and the page logs no error. A screenshot goes to build/web-shots/page.png.
 
-Needs /usr/bin/chromium (or $MNIST_COURSE_CHROMIUM) and onnxruntime-web from `make web-deps`; in CI
-($CI=true) their absence is a failure, elsewhere a skip saying what to install. Playwright's own browser
-download is never used. Every wait is bounded; the server is stopped whatever happens.
+Also: before the first stroke no broken picture shows, and without onnxruntime-web the page says so
+(with the fix, `make web-deps`) and answers from the server.
+
+Needs /usr/bin/chromium (or $MNIST_COURSE_CHROMIUM), and onnxruntime-web from `make web-deps` for the
+tests of the in-browser engine; in CI ($CI=true) their absence is a failure, elsewhere a skip saying what
+to install. Playwright's own browser download is never used. Every wait is bounded; the server is stopped
+whatever happens.
 """
 
 from __future__ import annotations
@@ -68,10 +72,6 @@ def missing(what: str) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """URL of a real service (course CNN; its ONNX export written at startup into a temporary models folder)."""
-    from mnist_course.serving import service as serve
-
-    if not (serve.vendor_dir() / "ort.wasm.min.mjs").is_file():
-        missing(f"onnxruntime-web is not installed in {serve.vendor_dir()}: run make web-deps")
     # The course CNN of this mode (fast or full), copied: the export goes to the copy's folder, never to models/.
     source = mc.models_dir()
     models = tmp_path_factory.mktemp("models")
@@ -83,6 +83,15 @@ def server(tmp_path_factory):
             shutil.copy(source / name, target / name)
     with load.running_server(["--model", "cnn", "--models", "cnn"], env=env, startup_timeout=SERVER_START_S) as url:
         yield url
+
+
+@pytest.fixture()
+def ort():
+    """onnxruntime-web from `make web-deps`, for the tests of the in-browser engine."""
+    from mnist_course.serving import service as serve
+
+    if not (serve.vendor_dir() / serve.ORT_ENTRY).is_file():
+        missing(f"onnxruntime-web is not installed in {serve.vendor_dir()}: run make web-deps")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +111,8 @@ def browser():
 class Page:
     """The drawing page in a fresh browser context, recording console errors, requests and foreign hosts."""
 
-    def __init__(self, browser, url: str, width: int = 1200, height: int = 900, touch: bool = False):
+    def __init__(self, browser, url: str, width: int = 1200, height: int = 900, touch: bool = False,
+                 routes: dict | None = None):
         self.context = browser.new_context(viewport={"width": width, "height": height}, has_touch=touch,
                                            is_mobile=touch)
         self.errors: list[str] = []
@@ -114,6 +124,8 @@ class Page:
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("request", lambda r: self.requests.append(f"{r.method} {urlparse(r.url).path}"))
+        for pattern, handler in (routes or {}).items():     # the page's own routes come before the context's
+            self.page.route(pattern, handler)
         self.page.goto(url)
         self.page.locator("body[data-ready='true']").wait_for()
 
@@ -312,7 +324,67 @@ def test_touch_and_strokes_leaving_the_canvas(server, browser):
         page.close()
 
 
-def test_draw_digits_server_and_browser_agree(server, browser):
+# Visible pictures that did not load (a broken-image icon): ids of the <img> elements shown with no picture.
+BROKEN_IMAGES = """() => [...document.images].filter((img) => {
+    const style = getComputedStyle(img), box = img.getBoundingClientRect();
+    return style.visibility !== 'hidden' && style.display !== 'none' && box.width > 0 && box.height > 0
+           && !(img.complete && img.naturalWidth > 0); }).map((img) => img.id || img.alt)"""
+
+
+def test_no_broken_image_before_the_first_stroke(server, browser):
+    """The model-input picture shows only once there is one: not before the first stroke, nor after a
+    "no digit" answer or Clear, and it is the 28x28 input (shown 4 times larger) after a digit."""
+    page = Page(browser, server)
+    try:
+        assert page.page.evaluate(BROKEN_IMAGES) == [], \
+            f"before any stroke the page shows broken pictures: {page.page.evaluate(BROKEN_IMAGES)}"
+        page.draw(DIGITS["7"])
+        assert page.answer("server")["status"] != "no digit"
+        assert page.page.locator("#input").is_visible(), "the model input is not shown after a digit"
+        page.page.wait_for_function("() => { const i = document.getElementById('input'); "
+                                    "return i.complete && i.naturalWidth === 112; }", timeout=10_000)
+        assert page.page.evaluate(BROKEN_IMAGES) == []
+        page.draw(NOT_DIGITS["a tap"])
+        assert page.answer("server")["status"] == "no digit"
+        assert page.page.evaluate(BROKEN_IMAGES) == [], "after a 'no digit' answer the page shows a broken picture"
+        page.page.click("#clear")
+        assert page.page.evaluate(BROKEN_IMAGES) == [], "after Clear the page shows a broken picture"
+        assert not page.errors, page.errors
+    finally:
+        page.close()
+
+
+def test_page_without_onnxruntime_web(server, browser):
+    """Without `make web-deps` (the service's /models says the in-browser engine is unavailable, and
+    /vendor/ answers 404, as tests/test_serve.py checks): the page says so in a visible line with the fix,
+    offers only the server, answers from it, and asks nothing of /vendor/."""
+    detail = ("the in-browser engine is not installed (onnxruntime-web: build/web-deps/... is missing); "
+              "on the server, run `make web-deps` (npm), then reload the page. The answers come from the server meanwhile.")
+
+    def models(route):
+        body = route.fetch().json()
+        body["browser_engine"] = {"available": False, "detail": detail}
+        route.fulfill(json=body)
+
+    def vendor(route):
+        route.fulfill(status=404, json={"detail": detail})
+
+    page = Page(browser, server, routes={"**/models": models, "**/vendor/**": vendor})
+    try:
+        note = page.page.locator("#engine-note")
+        assert note.is_visible(), "the page does not say that the in-browser engine is unavailable"
+        assert "make web-deps" in note.inner_text(), f"the note does not say how to get it: {note.inner_text()!r}"
+        assert page.page.locator("input[name='engine'][value='browser']").is_disabled()
+        page.draw(DIGITS["7"])
+        srv = page.answer("server")
+        assert srv["digit"] == "7", f"drew a 7, the server says {srv['answer']!r}"
+        assert not [r for r in page.requests if "/vendor/" in r], f"asked for onnxruntime-web: {page.requests}"
+        assert not page.errors, page.errors
+    finally:
+        page.close()
+
+
+def test_draw_digits_server_and_browser_agree(server, browser, ort):
     page = Page(browser, server)
     report = []
     try:

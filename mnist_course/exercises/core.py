@@ -6,8 +6,9 @@ It teaches no notebook itself: each ``nbNN`` module holds notebook NN's checks a
 package's ``__init__`` imports them all, so the registry is complete whenever
 ``mnist_course.exercises`` is imported).
 
-The helpers a check uses: :func:`call` runs the learner's function on copies of its arguments,
-:func:`expect` compares its result with the right answer (naming a known mistake first),
+The helpers a check uses: :func:`call` runs the learner's function on copies of its arguments
+(with the exercise's advice for a broadcasting error), :func:`expect` compares its result with the
+right answer (naming a known mistake first, then a flipped sign),
 :func:`as_array` and :func:`as_int` read a result, :func:`seeded_rng` makes the test data, and
 :func:`wrong_number` words the failure of an exercise whose answer is one number or a tuple. A check
 raises :class:`Mistake` with a message saying what is wrong; :func:`check` turns that into a
@@ -141,9 +142,16 @@ def _same(a, b) -> bool:
     return True
 
 
-def call(fn, *args, case: str, pure: bool = True, errors: dict | None = None, **kwargs):
+_BROADCAST_ERRORS = ("broadcast", "must match the size")  # NumPy's and PyTorch's words
+_MATMUL_ERRORS = ("mismatch", "not aligned", "cannot be multiplied")
+
+
+def call(fn, *args, case: str, pure: bool = True, errors: dict | None = None, broadcast: str | None = None,
+         **kwargs):
     """fn(*args, **kwargs) on copies of the arguments. Exceptions other than NotImplementedError
-    become a Mistake naming the case; with pure, changing an input array in place is a mistake."""
+    become a Mistake naming the case; with pure, changing an input array in place is a mistake.
+    broadcast: the exercise's advice for a broadcasting error (shapes that do not line up), where
+    the exercise knows the likely cause; otherwise the message only says to look at the shapes."""
     copies = [_clone(a) for a in args]
     kw_copies = {k: _clone(v) for k, v in kwargs.items()}
     try:
@@ -153,9 +161,9 @@ def call(fn, *args, case: str, pure: bool = True, errors: dict | None = None, **
         raise
     except Exception as e:
         extra = ""
-        if "broadcast" in str(e) or "must match the size" in str(e):
-            extra = " Shapes: a reduction over axis 1 gives (N,); keepdims=True keeps (N, 1), which broadcasts row by row."
-        if "mismatch" in str(e) or "not aligned" in str(e) or "cannot be multiplied" in str(e):
+        if any(words in str(e) for words in _BROADCAST_ERRORS):
+            extra = " " + (broadcast or "Two shapes do not line up: print the .shape of each array in that line.")
+        if any(words in str(e) for words in _MATMUL_ERRORS):
             extra = " Write down the shapes of both factors: (a, b) @ (b, c) -> (a, c)."
         for kind, text in (errors or {}).items():
             if isinstance(e, kind):
@@ -185,9 +193,12 @@ def _close(a, b, atol, rtol) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True))
 
 
-def expect(got, want, case: str, what: str = "your result", mistakes=(), atol=1e-6, rtol=1e-5):
+def expect(got, want, case: str, what: str = "your result", mistakes=(), atol=1e-6, rtol=1e-5,
+           sign: str | None = None, shape: str | None = None):
     """Compare the learner's `got` with `want`; first against each (value, message) in mistakes
-    (skipping those that equal the right answer), so a known mistake is named."""
+    (skipping those that equal the right answer), so a known mistake is named. A result that is
+    exactly -want (want not ~0) is a flipped sign: "the sign is flipped: " + `sign`, the exercise's
+    fix (or a general sentence). `shape` is added to the message of a result of the wrong shape."""
     got, want = as_array(got, what, case), as_array(want, "the expected result", case)
     if _close(got, want, atol, rtol):
         return
@@ -195,10 +206,14 @@ def expect(got, want, case: str, what: str = "your result", mistakes=(), atol=1e
         value = as_array(value, "a mistake", case)
         if not _close(value, want, atol, rtol) and _close(got, value, atol, rtol):
             raise Mistake(f"{case}: {message}")
+    if _close(got, -want, atol, rtol) and not _close(-want, want, atol, rtol):
+        raise Mistake(f"{case}: the sign is flipped: "
+                      + (sign or f"{what} is exactly minus the right answer; look for a minus sign or a "
+                                 "subtraction the wrong way round."))
     if got.shape != want.shape:
         swapped = got.ndim == 2 and got.shape == want.shape[::-1]
         raise Mistake(f"{case}: {what} has shape {got.shape}, expected {want.shape}"
-                      + (" (transposed?)." if swapped else "."))
+                      + (" (transposed?)." if swapped else ".") + (f" {shape}" if shape else ""))
     if not np.isfinite(got).all() and np.isfinite(want).all():
         raise Mistake(f"{case}: {what} contains nan or inf where the right answer is finite.")
     worst = float(np.abs(got - want).max())

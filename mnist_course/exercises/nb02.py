@@ -35,6 +35,10 @@ def _labelled_cases():
 
 _OVERFLOW = ("exp overflows (e^1000 is inf, inf/inf is nan): subtract each row's own maximum first, "
              "z - z.max(axis=1, keepdims=True); the softmax does not change.")
+_UNDERFLOW = ("you subtracted the maximum of the whole batch (z.max()), not each row's: a row far below it "
+              "underflows, every exp is 0 and 0/0 is nan. Subtract each row's own maximum, "
+              "z - z.max(axis=1, keepdims=True).")
+_KEEPDIMS = "Shapes: a reduction over axis 1 gives (N,); keepdims=True keeps (N, 1), which broadcasts row by row."
 
 
 @exercise("02.1", "softmax", "a numerically stable softmax", """
@@ -42,10 +46,15 @@ _OVERFLOW = ("exp overflows (e^1000 is inf, inf/inf is nan): subtract each row's
     sum (axis=1, keepdims=True). keepdims keeps the shape (N, 1), which broadcasts row by row.""")
 def _check_softmax(fn):
     for case, z in _logit_cases().items():
-        out = call(fn, z, case=case)
+        out = call(fn, z, case=case, broadcast=_KEEPDIMS)
         want = torch.softmax(torch.from_numpy(z), dim=1).numpy()
         got = as_array(out, "your result", case)
         if got.shape == want.shape and not np.isfinite(got).all():
+            with np.errstate(under="ignore", invalid="ignore"):
+                e = np.exp(z - z.max())
+                global_max = e / e.sum(axis=1, keepdims=True)
+            if not np.isfinite(global_max).all() and np.allclose(got, global_max, equal_nan=True):
+                raise Mistake(f"{case}: nan in your result: {_UNDERFLOW}")
             raise Mistake(f"{case}: nan or inf in your result: {_OVERFLOW}")
         with np.errstate(over="ignore", invalid="ignore"):
             shifted = np.exp(z - z.max(axis=1)) if z.shape[0] == z.shape[1] else None
@@ -68,7 +77,7 @@ def _check_softmax(fn):
 def _check_cross_entropy(fn):
     for case, z, y in _labelled_cases():
         want = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y)).item()
-        got = as_array(call(fn, z, y, case=case), "your loss", case)
+        got = as_array(call(fn, z, y, case=case, broadcast=_KEEPDIMS), "your loss", case)
         if got.shape != ():
             raise Mistake(f"{case}: your loss has shape {got.shape}: return one number, the mean over the batch.")
         if not np.isfinite(got):
@@ -80,8 +89,8 @@ def _check_cross_entropy(fn):
             (-log_p[:, y].mean(), "log_p[:, y] takes the label columns for EVERY row (an N x N block); "
                                   "take one entry per row, log_p[np.arange(N), y]."),
             (want * N, f"your loss is {N} (= N) times the right one: average over the batch, don't sum."),
-            (-want, "your loss has the wrong sign: the loss is -log p_y (positive)."),
-            (want / C, "you averaged over all N x C entries: take each row's log p_y, then average over the N rows.")])
+            (want / C, "you averaged over all N x C entries: take each row's log p_y, then average over the N rows.")],
+            sign="the loss is MINUS the mean of log p_y, a positive number (-log p_y is large when p_y is small).")
     return "random, +-1000, a batch of one and non-square logits; F.cross_entropy agrees"
 
 
@@ -98,10 +107,12 @@ def _check_grad(fn):
         p = torch.softmax(torch.from_numpy(z), dim=1).numpy()
         every_row = p.copy()
         every_row[:, y] -= 1
-        expect(call(fn, z, y, case=case), want, case, "your dZ", [
+        expect(call(fn, z, y, case=case, broadcast=_KEEPDIMS), want, case, "your dZ", [
             (want * N, f"your gradient equals the right one times N = {N}: divide by the batch size (the loss is a mean)."),
             (want.T, "your gradient is transposed: dZ has the shape of z, (N, C)."),
             (p / N, "you forgot to subtract onehot(y): subtract 1 at each row's label, dZ[np.arange(N), y] -= 1."),
             (every_row / N, "dZ[:, y] -= 1 subtracts 1 in the label columns of EVERY row; "
-                            "one entry per row: dZ[np.arange(N), y] -= 1.")])
+                            "one entry per row: dZ[np.arange(N), y] -= 1.")],
+            sign="dZ = (softmax(z) - onehot(y)) / N, the probabilities minus the one-hot labels, not the other "
+                 "way round.")
     return "random, +-1000, a batch of one and non-square logits; autograd agrees"

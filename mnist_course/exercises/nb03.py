@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from .core import Mistake, as_array, call, exercise, expect, seeded_rng
 
+_NO_MINUS = "no minus in the backward pass (the minus of gradient descent belongs to the update, w - lr * grad)."
+
 
 @exercise("03.1", "relu_backward", "backward through a ReLU", """
     A = max(0, H) has slope 1 where H > 0 and 0 elsewhere (also at exactly 0, as in PyTorch):
@@ -33,7 +35,8 @@ def _check_relu(fn):
             (dA * (H >= 0), "at H == 0 the gradient must be 0 (PyTorch's convention): use H > 0, not H >= 0."),
             (1.0 * (H > 0), "you returned the mask itself: multiply dA by it."),
             (dA * H * (H > 0), "you multiplied by H: the ReLU's slope is 1 or 0, so multiply by the mask (H > 0) only."),
-            (dA * (H < 0), "the mask is reversed: the gradient passes where H > 0.")])
+            (dA * (H < 0), "the mask is reversed: the gradient passes where H > 0.")],
+            sign=f"dH = dA * (H > 0) passes dA on unchanged where H > 0, {_NO_MINUS}")
     return "with exact zeros and a batch of one; autograd agrees"
 
 
@@ -53,14 +56,17 @@ def _check_linear(fn):
             raise Mistake(f"{case}: return three arrays, (dA, dW, db).")
         dA, dW, db = out
         expect(dA, At.grad.numpy(), case, "your dA", [(dZ @ W.T if n_in == n_out == N else At.grad.numpy(),
-                                                        "dA is dZ @ W (N, in), not dZ @ W.T.")])
+                                                        "dA is dZ @ W (N, in), not dZ @ W.T.")],
+               sign=f"dA = dZ @ W, {_NO_MINUS}")
         expect(dW, Wt.grad.numpy(), case, "your dW", [
-            (Wt.grad.numpy().T, "dW is transposed: it has the shape of W, (out, in): dZ.T @ A.")])
+            (Wt.grad.numpy().T, "dW is transposed: it has the shape of W, (out, in): dZ.T @ A.")],
+               sign=f"dW = dZ.T @ A, {_NO_MINUS}")
         if as_array(db, "your db", case).shape == dZ.shape:
             raise Mistake(f"{case}: db has shape {dZ.shape}: sum dZ over the batch, dZ.sum(axis=0).")
         expect(db, bt.grad.numpy(), case, "your db", [
             (dZ.mean(axis=0), "db is averaged: dZ already includes the 1/N, so SUM over the batch."),
-            (dZ.sum(axis=1), "db is summed over the wrong axis: axis=0, the batch.")])
+            (dZ.sum(axis=1), "db is summed over the wrong axis: axis=0, the batch.")],
+               sign=f"db = dZ.sum(axis=0), {_NO_MINUS}")
     return "dA, dW and db on three shapes; autograd agrees"
 
 
@@ -86,9 +92,10 @@ def _check_sgd(fn):
             where = f"{case}, step {step}"
             want_delta, got_delta = p.detach().numpy() - before, got_w - w
             expect(got_delta, want_delta, where, "your update (new w - old w)", [
-                (-want_delta, "you moved uphill: w = w - lr * velocity."),
                 ((1 - momentum) * want_delta if step == 1 else want_delta,
                  "you scaled the gradient by (1 - momentum): PyTorch adds the full gradient, velocity = momentum * velocity + grad."),
-                (-lr * g, "momentum has no effect: keep the velocity between steps and step along it, w - lr * velocity.")])
+                (-lr * g, "momentum has no effect: keep the velocity between steps and step along it, w - lr * velocity.")],
+                sign="you moved uphill. The velocity adds the gradient, velocity = momentum * velocity + grad, "
+                     "and the step subtracts it, w = w - lr * velocity (do not add it).")
             w, v = got_w, as_array(out[1], "your velocity", case)
     return "ten steps with and without momentum match torch.optim.SGD"

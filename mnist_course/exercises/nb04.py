@@ -54,6 +54,10 @@ def _check_params(fn):
     return f"{len(cases)} layers, nn.Conv2d's parameter count agrees"
 
 
+_WINDOWS = ("Each window X[i:i + h, j:j + w] must have K's shape (h, w), so the windows stop where K still fits: "
+            "Y has H - h + 1 rows and W - w + 1 columns, i in range(H - h + 1) and j in range(W - w + 1).")
+
+
 @exercise("04.3", "corr2d", "a 2-D cross-correlation with loops", """
     Y has (H - h + 1) rows and (W - w + 1) columns; Y[i, j] = (X[i:i + h, j:j + w] * K).sum().
     No flipping of K: what deep learning calls a convolution (nn.Conv2d) is a cross-correlation.""")
@@ -68,10 +72,12 @@ def _check_corr2d(fn):
     for case, (X, K) in cases.items():
         want = F.conv2d(X[None, None], K[None, None])[0, 0]
         H, W = X.shape[0] - K.shape[0], X.shape[1] - K.shape[1]
-        expect(call(fn, X, K, case=case), want, case, "your Y", [
+        expect(call(fn, X, K, case=case, broadcast=_WINDOWS), want, case, "your Y", [
             (F.conv2d(X[None, None], K.flip(0, 1)[None, None])[0, 0],
              "you flipped the kernel (the textbook convolution); nn.Conv2d computes a cross-correlation, no flip."),
-            (want[:H, :W], "off by one: the output has H - h + 1 rows and W - w + 1 columns (the last window is missing).")])
+            (want[:H, :W], "off by one: the output has H - h + 1 rows and W - w + 1 columns (the last window is missing).")],
+               shape="Y has one entry per position of the window: H - h + 1 rows and W - w + 1 columns "
+                     "for X (H, W) and K (h, w), torch.zeros(H - h + 1, W - w + 1).")
     return "non-square X and K, an edge kernel, 1x1 and full-size kernels; F.conv2d agrees"
 
 

@@ -48,6 +48,13 @@ def _check_dropout(fn):
     return f"eval mode, p=0, and p=0.3: {zeros:.1%} dropped, mean {got.mean():.3f} (X's: 2.0)"
 
 
+_PER_CHANNEL = ("X is (N, C, H, W) and the batch statistics, gamma and beta are (C,): on their own they line up with "
+                "X's LAST axis (W), not with the channels. To normalise, reshape them to (1, C, 1, 1), "
+                "mean[None, :, None, None]; the running statistics stay (C,).")
+_RUNNING_SHAPE = ("The running statistics have shape (C,), like the running_mean and running_var passed in: blend "
+                  "them with the (C,) batch statistics, X.mean(dim=(0, 2, 3)) without keepdim.")
+
+
 @exercise("06.2", "batchnorm_forward", "BatchNorm in train and eval mode", """
     Training: mean and BIASED variance per channel over N, H and W (dims 0, 2, 3); normalise
     (X - mean) / sqrt(var + eps), then gamma * X_hat + beta. Update running = (1 - momentum) * running
@@ -66,7 +73,7 @@ def _check_batchnorm(fn):
         with torch.no_grad():
             bn.weight.copy_(gamma), bn.bias.copy_(beta), bn.running_mean.copy_(rm0), bn.running_var.copy_(rv0)
             want = bn(X)
-        out = call(fn, X, gamma, beta, rm0, rv0, True, momentum=0.1, eps=1e-5, case=case)
+        out = call(fn, X, gamma, beta, rm0, rv0, True, momentum=0.1, eps=1e-5, case=case, broadcast=_PER_CHANNEL)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
             raise Mistake(f"{case}: return three things, (Y, running_mean, running_var).")
         Y, rm, rv = out
@@ -79,27 +86,31 @@ def _check_batchnorm(fn):
              "statistics are per channel: average over N, H and W (dims 0, 2, 3), not over the batch only."),
             ((X - mean) / torch.sqrt(var + 1e-5), "you forgot the scale gamma and the shift beta."),
             (F.batch_norm(X, rm0, rv0, gamma, beta, training=False, eps=1e-5),
-             "in training mode normalise with the batch's statistics; the running ones are for eval mode.")])
+             "in training mode normalise with the batch's statistics; the running ones are for eval mode.")],
+            shape="Y has the shape of X, (N, C, H, W).")
         bmean, bvar = mean.flatten(), var.flatten()
         expect(rm, bn.running_mean, case, "your running_mean", [
             (rm0, "you did not update the running statistics in training mode."),
             (0.9 * bmean + 0.1 * rm0, "momentum weights the NEW batch statistic: (1 - momentum) * running + momentum * batch."),
-            (bmean, "you replaced the running mean by the batch mean: blend them, (1 - momentum) * running + momentum * batch.")])
+            (bmean, "you replaced the running mean by the batch mean: blend them, (1 - momentum) * running + momentum * batch.")],
+            shape=_RUNNING_SHAPE)
         expect(rv, bn.running_var, case, "your running_var", [
             (rv0, "you did not update the running statistics in training mode."),
             (0.9 * rv0 + 0.1 * bvar, "running_var is updated with the UNBIASED batch variance, n / (n - 1) times the biased one (as PyTorch does)."),
-            (0.9 * bvar + 0.1 * rv0, "momentum weights the NEW batch statistic: (1 - momentum) * running + momentum * batch.")])
+            (0.9 * bvar + 0.1 * rv0, "momentum weights the NEW batch statistic: (1 - momentum) * running + momentum * batch.")],
+            shape=_RUNNING_SHAPE)
     case = "eval mode, X (8, 3, 4, 5)"
     X = torch.randn(8, C, 4, 5, generator=g, dtype=torch.float64) * scale + shift
     want = F.batch_norm(X, rm0, rv0, gamma, beta, training=False, eps=1e-5)
-    out = call(fn, X, gamma, beta, rm0, rv0, False, momentum=0.1, eps=1e-5, case=case)
+    out = call(fn, X, gamma, beta, rm0, rv0, False, momentum=0.1, eps=1e-5, case=case, broadcast=_PER_CHANNEL)
     if not isinstance(out, (tuple, list)) or len(out) != 3:
         raise Mistake(f"{case}: return three things, (Y, running_mean, running_var).")
     expect(out[0], want, case, "your Y", [
         (F.batch_norm(X, rm0.clone(), rv0.clone(), gamma, beta, training=True, eps=1e-5),
-         "you used the batch statistics in eval mode: use running_mean and running_var.")])
-    expect(out[1], rm0, case, "your running_mean", [], atol=0, rtol=0)
-    expect(out[2], rv0, case, "your running_var", [], atol=0, rtol=0)
+         "you used the batch statistics in eval mode: use running_mean and running_var.")],
+        shape="Y has the shape of X, (N, C, H, W).")
+    expect(out[1], rm0, case, "your running_mean", [], atol=0, rtol=0, shape=_RUNNING_SHAPE)
+    expect(out[2], rv0, case, "your running_var", [], atol=0, rtol=0, shape=_RUNNING_SHAPE)
     return "train mode (Y and running statistics) and eval mode match nn.BatchNorm2d"
 
 
@@ -138,6 +149,8 @@ def _check_adam(fn):
                 if grad_scale < 1e-3 and ratio < 0.05:
                     raise Mistake(f"{where}: your step is {ratio:.1e} times the right size: eps goes outside the "
                                   "square root, sqrt(v_hat) + eps, not sqrt(v_hat + eps).")
-            expect(got_w - w, p.detach() - before, where, "your update (new w - old w)", atol=1e-10, rtol=1e-6)
+            expect(got_w - w, p.detach() - before, where, "your update (new w - old w)", atol=1e-10, rtol=1e-6,
+                   sign="subtract the step, w = w - lr * m_hat / (sqrt(v_hat) + eps): Adam moves against the "
+                        "gradient, and m follows it, m = beta1 * m + (1 - beta1) * grad.")
             w, m, v = got_w, torch.as_tensor(as_array(out[1], "your m", where)), torch.as_tensor(as_array(out[2], "your v", where))
     return "ten steps with ordinary and tiny gradients match torch.optim.Adam"

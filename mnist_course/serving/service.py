@@ -11,6 +11,9 @@ Routes (README "Ship your model"; interactive docs at /docs):
 - ``GET /`` the drawing page (mnist_course/serving/web/index.html), ``GET /static/<path>`` its files,
   ``GET /vendor/onnxruntime-web/<path>`` onnxruntime-web from ``make web-deps``,
   ``GET /health``, ``GET /models``, ``GET /models/<name>.onnx`` (the file ``make export`` wrote).
+- The page's in-browser engine is optional: the service starts and answers without onnxruntime-web
+  (no npm needed); ``GET /models`` says ``"browser_engine": {"available": false, "detail": "<how to
+  get it>"}`` and the page shows that line, until ``make web-deps`` has run (no restart needed).
 - Bad input: JSON ``{"detail": "<what was wrong and what to send instead>"}`` with 413 (upload over the
   size cap, or a picture with more pixels than the pixel cap: a decompression bomb), 415 (not
   multipart, or a file that is not declared PNG/JPEG), 422 (no field ``file``, undecodable bytes, bad
@@ -51,6 +54,7 @@ MAX_PIXELS = 25_000_000                 # a 24-megapixel camera photo fits; a de
 ENGINE = "pytorch"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/octet-stream", "")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ORT_ENTRY = "ort.wasm.min.mjs"          # the onnxruntime-web module the page imports (app.js)
 SEND = ('send a PNG or JPEG picture in the multipart form field "file", '
         'e.g. curl -F "file=@digit.png" http://127.0.0.1:8000/predict')
 
@@ -60,6 +64,17 @@ def vendor_dir() -> Path:
     from ..settings import repo_root
 
     return repo_root() / "build" / "web-deps" / "node_modules" / "onnxruntime-web" / "dist"
+
+
+def browser_engine(root: Path) -> dict:
+    """{"available": bool, "detail": None | why not and how to get it}: can the page run the model in
+    the browser, i.e. is onnxruntime-web (`make web-deps`) in `root`."""
+    if (root / ORT_ENTRY).is_file():
+        return {"available": True, "detail": None}
+    return {"available": False,
+            "detail": f"the in-browser engine is not installed (onnxruntime-web: {root / ORT_ENTRY} is missing); "
+                      "on the server, run `make web-deps` (npm), then reload the page. "
+                      "The answers come from the server meanwhile."}
 
 
 def onnx_default_path(name: str) -> Path:
@@ -168,6 +183,9 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
                                      f"{', '.join(sorted(served))} (GET /models); use ?model={state['default']}")
         return served[name]
 
+    def vendor_root() -> Path:
+        return vendor if vendor is not None else vendor_dir()
+
     def onnx_url(name: str) -> str | None:
         path = onnx_path(name)
         return f"/models/{name}.onnx" if path is not None and path.is_file() else None
@@ -180,10 +198,11 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
 
     @app.get("/models")
     def list_models():
-        """The models this service answers with, their normalisation, classes and ONNX file."""
+        """The models this service answers with, their normalisation, classes and ONNX file, and
+        whether the page can run them in the browser (onnxruntime-web from `make web-deps`)."""
         return {"models": [{"name": m.name, "accuracy": m.accuracy, "mean": m.mean, "std": m.std,
                             "classes": m.classes, "onnx": onnx_url(m.name)} for m in served.values()],
-                "default": state["default"]}
+                "default": state["default"], "browser_engine": browser_engine(vendor_root())}
 
     @app.get("/models/{name}.onnx")
     def onnx_file(name: str):
@@ -217,9 +236,11 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
 
     @app.get("/vendor/onnxruntime-web/{path:path}", include_in_schema=False)
     def vendor_file(path: str):
-        root = vendor if vendor is not None else vendor_dir()
-        return file_under(root, path, f"onnxruntime-web is not installed ({root} is missing): run "
-                                      "`make web-deps` (npm), then reload the page")
+        root = vendor_root()
+        engine = browser_engine(root)
+        if not engine["available"] and not (root / path).is_file():   # no `make web-deps`, or it did not finish
+            raise HTTPException(404, engine["detail"])
+        return file_under(root, path, f"no onnxruntime-web folder at {root}")
 
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
         "schema": {"type": "object", "required": ["file"],

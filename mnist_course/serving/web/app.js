@@ -1,6 +1,8 @@
 // The drawing page of mnist_course.serving.service: a 280x280 canvas, and the model's answer either from the
 // server (POST /predict with the canvas as PNG) or from the exported ONNX model run in the browser by
-// onnxruntime-web (served by the service under /vendor/onnxruntime-web/; no CDN, works offline).
+// onnxruntime-web (served by the service under /vendor/onnxruntime-web/; no CDN, works offline). The
+// in-browser engine is optional: where GET /models says it is not installed, the page says so and how
+// to get it (`make web-deps`), and answers from the server.
 import { NOT_SURE_BELOW, canvasToGray, judge, preprocess, softmax, toModelInput } from "./preprocess.js";
 
 const SIZE = 280;                 // the canvas's own pixels, whatever its size on screen
@@ -19,6 +21,7 @@ const state = {
   version: 0,         // bumped on every change of the drawing
   models: [],         // GET /models
   engine: "server",
+  browserEngine: { available: true, detail: null },   // GET /models's browser_engine
 };
 
 // ------------------------------------------------------------------------------------- drawing
@@ -195,7 +198,7 @@ async function loadOrt() {
     }).catch((error) => {
       ortModule = null;
       throw new Error(`could not load onnxruntime-web from ${VENDOR} (${error.message}); ` +
-                      "on the server, run `make web-deps` and restart the service.");
+                      "on the server, run `make web-deps`, then reload the page.");
     });
   }
   return ortModule;
@@ -322,6 +325,36 @@ function showEmpty() {
                                   probabilities: "null" });
 }
 
+// Text with `code` in backticks -> nodes, the code in <code>.
+function withCode(text) {
+  return text.split("`").map((part, i) => {
+    if (i % 2 === 0) return document.createTextNode(part);
+    const code = document.createElement("code");
+    code.textContent = part;
+    return code;
+  });
+}
+
+// GET /models's browser_engine: where onnxruntime-web is missing, a visible line saying so and how to
+// get it, and only the server to choose.
+function setBrowserEngine(engine) {
+  state.browserEngine = engine || { available: true, detail: null };   // an older service: try it
+  const radio = document.querySelector('input[name="engine"][value="browser"]');
+  const note = $("engine-note");
+  radio.disabled = !state.browserEngine.available;
+  if (state.browserEngine.available) {
+    note.hidden = true;
+    return;
+  }
+  if (radio.checked) {
+    document.querySelector('input[name="engine"][value="server"]').checked = true;
+    state.engine = "server";
+  }
+  note.replaceChildren(...withCode(state.browserEngine.detail || "the in-browser engine is not installed: " +
+                                   "on the server, run `make web-deps`, then reload the page."));
+  note.hidden = false;
+}
+
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = false;
@@ -355,6 +388,7 @@ async function start() {
     if (!response.ok) throw new Error(`GET /models answered ${response.status}: ${await readError(response)}`);
     const body = await response.json();
     state.models = body.models;
+    setBrowserEngine(body.browser_engine);
     $("model").replaceChildren(...body.models.map((m) => {
       const option = new Option(`${m.name}${m.accuracy != null ? ` (${(100 * m.accuracy).toFixed(2)}% on MNIST test)` : ""}`, m.name);
       option.selected = m.name === body.default;

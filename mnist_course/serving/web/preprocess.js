@@ -1,11 +1,13 @@
-// The drawing page's in-browser preprocessing: a port of mnist_course.drawing.preprocess for clean
-// canvas drawings (a flat background, no noise), so that onnxruntime-web sees the same 28x28 input as
-// the server's model and says "no digit" for the same reasons.
+// The drawing page's in-browser preprocessing: a port of mnist_course.drawing.preprocess (and judge),
+// step for step, so that onnxruntime-web sees the same 28x28 input as the server's model and the page
+// says "no digit" and "not sure" for the same drawings and reasons. drawing.py is the reference.
 //
 // canvas RGBA -> gray (canvasToGray: shrunk to at most 256 pixels a side, as the server reads it), then
 // gray (H*W Float32Array in [0, 1]) -> {image: Float32Array(784) in [0, 1] | null, reason} (preprocess):
-//   1. background: the median level (flat: at least half of the pixels within 2/255 of it); the ink
-//      is what light ink adds to it, or the fraction of its light that dark ink takes;
+//   1. background (estimateBackground): the median level when at least half of the pixels lie within
+//      2/255 of it (most drawings); otherwise (a canvas about half covered: a scribble) the library's
+//      smooth model, medians of tiles; the ink is what light ink adds to it, or the fraction of its
+//      light that dark ink takes; noisy ink (sigma above 0.02) is smoothed (Gaussian, 1 pixel);
 //   2. threshold: the largest of MIN_CONTRAST, the noise floor and RELATIVE x the ink's level;
 //   3. speckle removed: 8-connected pieces smaller than MIN_AREA of the picture or a tenth of the
 //      largest piece, or more than half its extent away from it, are dropped; a blob (a tap), a speck
@@ -15,8 +17,9 @@
 //   5. crop to the ink (pixels above 0.2), resize so the longer side is 20 pixels keeping the aspect
 //      ratio (Lanczos, as Pillow does it), paste into 28x28 with the centre of mass at (14, 14).
 // Then the model gets (x - mean) / std, shape (1, 1, 28, 28): see toModelInput.
-// NumPy's float32 arithmetic is mirrored with Math.fround, so the result matches to float precision;
-// tests/test_web_page.py compares it with the library.
+// NumPy's float32 arithmetic (NEP 50), its percentiles, medians and pairwise sums, and Pillow's and
+// SciPy's filters are mirrored, so the result matches to float precision: tests/test_web_parity.py
+// compares both on random strokes (in Node), tests/test_web_page.py on digits (in Chromium).
 
 export const BOX = 20;
 export const SIZE = 28;
@@ -35,6 +38,10 @@ export const MIN_PIXELS = 10;
 // drawing.NOT_SURE_BELOW: "not sure" below this top probability (GET /models's not_sure_below wins)
 export const NOT_SURE_BELOW = 0.81;
 export const NO_INK = "no ink", TOO_LITTLE = "too little structure", EVERYWHERE = "ink everywhere";
+
+// The library works on float32 arrays with NumPy 2's rules (NEP 50: a Python float meeting a float32
+// array becomes float32), so every float32 step is mirrored with f32.
+const f32 = Math.fround;
 
 // Python's round(): halves go to the even neighbour (round(2.5) == 2).
 export function pyRound(x) {
@@ -59,7 +66,7 @@ export function canvasToGray(rgba, width, height, maxSide = MAX_SIDE) {
         channel[c] = Math.fround(Math.floor((sum + (f * f) / 2) / (f * f)) / 255);
       }
       const [r, g, b, a] = channel;
-      const luma = Math.fround(Math.fround(Math.fround(r * 0.299) + Math.fround(g * 0.587)) + Math.fround(b * 0.114));
+      const luma = f32(f32(f32(r * f32(0.299)) + f32(g * f32(0.587))) + f32(b * f32(0.114)));
       gray[y * w + x] = a === 1 ? luma : Math.fround(luma * a);
     }
   }
@@ -92,15 +99,19 @@ function sinc(x) {
   return Math.sin(x) / x;
 }
 
-function lanczos(x) {
-  return x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
-}
+// Pillow's resampling filters (Resample.c): support and weight.
+const FILTERS = {
+  box: { support: 0.5, weight: (x) => (x > -0.5 && x <= 0.5 ? 1 : 0) },
+  bilinear: { support: 1, weight: (x) => (Math.abs(x) < 1 ? 1 - Math.abs(x) : 0) },
+  lanczos: { support: 3, weight: (x) => (x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0) },
+};
 
-// Pillow's precompute_coeffs (Resample.c): per output pixel, the first input index and the weights.
-function coefficients(inSize, outSize) {
+// Pillow's precompute_coeffs: per output pixel, the first input index and the weights.
+function coefficients(inSize, outSize, filter) {
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
-  const support = 3 * filterscale;
+  const support = filter.support * filterscale;
+  const ss = 1 / filterscale;
   const result = [];
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -109,7 +120,7 @@ function coefficients(inSize, outSize) {
     const k = new Float64Array(Math.max(xmax, 0));
     let ww = 0;
     for (let x = 0; x < xmax; x++) {
-      k[x] = lanczos((x + xmin - center + 0.5) / filterscale);
+      k[x] = filter.weight((x + xmin - center + 0.5) * ss);
       ww += k[x];
     }
     if (ww !== 0) for (let x = 0; x < xmax; x++) k[x] /= ww;
@@ -118,11 +129,13 @@ function coefficients(inSize, outSize) {
   return result;
 }
 
-// Resize a float image with Pillow's Lanczos filter (horizontal pass, then vertical, float32 between).
-export function resizeLanczos(img, width, height, newWidth, newHeight) {
+// Resize a float image as Pillow resizes a mode "F" image with `filter` ("box", "bilinear" or
+// "lanczos"): horizontal pass, then vertical, sums in double, float32 between and after.
+export function resize(img, width, height, newWidth, newHeight, filter = "lanczos") {
+  const f = FILTERS[filter];
   let cur = img, w = width;
   if (newWidth !== width) {
-    const cs = coefficients(width, newWidth);
+    const cs = coefficients(width, newWidth, f);
     const out = new Float32Array(newWidth * height);
     for (let y = 0; y < height; y++) {
       for (let xx = 0; xx < newWidth; xx++) {
@@ -135,7 +148,7 @@ export function resizeLanczos(img, width, height, newWidth, newHeight) {
     cur = out; w = newWidth;
   }
   if (newHeight !== height) {
-    const cs = coefficients(height, newHeight);
+    const cs = coefficients(height, newHeight, f);
     const out = new Float32Array(w * newHeight);
     for (let yy = 0; yy < newHeight; yy++) {
       const { xmin, k } = cs[yy];
@@ -147,24 +160,42 @@ export function resizeLanczos(img, width, height, newWidth, newHeight) {
     }
     cur = out;
   }
-  return cur;
+  return cur === img ? Float32Array.from(img) : cur;
 }
 
 export function fitBox(img, width, height, box = BOX) {
   const scale = box / Math.max(width, height);
   const w = Math.max(1, pyRound(width * scale)), h = Math.max(1, pyRound(height * scale));
-  const out = resizeLanczos(img, width, height, w, h).map((v) => Math.min(1, Math.max(0, v)));
+  const out = resize(img, width, height, w, h, "lanczos").map((v) => Math.min(1, Math.max(0, v)));
   return { img: out, width: w, height: h };
 }
 
-export function centreInField(img, width, height, size = SIZE, centre = CENTRE) {
-  let total = 0, sy = 0, sx = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const v = img[y * width + x];
-      total += v; sy += y * v; sx += x * v;
-    }
+// NumPy's pairwise summation of a[lo .. lo + n) (what .sum() does), each addition rounded by `round`
+// (f32 for a float32 array): a centre of mass just at a half pixel rounds as in the library.
+function pairwiseSum(a, lo, n, round) {
+  if (n < 8) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s = round(s + a[lo + i]);
+    return s;
   }
+  if (n <= 128) {
+    const r = Array.from({ length: 8 }, (_, j) => a[lo + j]);
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] = round(r[j] + a[lo + i + j]);
+    let s = round(round(round(r[0] + r[1]) + round(r[2] + r[3])) + round(round(r[4] + r[5]) + round(r[6] + r[7])));
+    for (; i < n; i++) s = round(s + a[lo + i]);
+    return s;
+  }
+  const half = Math.floor(n / 2) - (Math.floor(n / 2) % 8);
+  return round(pairwiseSum(a, lo, half, round) + pairwiseSum(a, lo + half, n - half, round));
+}
+
+// drawing.centre_in_field: paste (h, w) into size x size with the centre of mass at `centre`.
+export function centreInField(img, width, height, size = SIZE, centre = CENTRE) {
+  const total = pairwiseSum(img, 0, img.length, f32);                  // img.sum(): float32
+  const rows = new Float64Array(img.length), cols = new Float64Array(img.length);
+  for (let i = 0; i < img.length; i++) { rows[i] = Math.floor(i / width) * img[i]; cols[i] = (i % width) * img[i]; }
+  const sy = pairwiseSum(rows, 0, rows.length, (v) => v), sx = pairwiseSum(cols, 0, cols.length, (v) => v);
   const clip = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
   const top = clip(pyRound(centre - sy / total), 0, size - height);
   const left = clip(pyRound(centre - sx / total), 0, size - width);
@@ -175,15 +206,130 @@ export function centreInField(img, width, height, size = SIZE, centre = CENTRE) 
   return out;
 }
 
-// NumPy's percentile (linear interpolation) of sorted values, q in [0, 100].
-function fromSorted(a, q) {
-  const pos = (q / 100) * (a.length - 1);
-  const lo = Math.floor(pos), hi = Math.min(lo + 1, a.length - 1);
-  return Math.fround(a[lo] + (a[hi] - a[lo]) * (pos - lo));
+// ----------------------------------------------------------------- NumPy's order statistics
+// np.percentile's linear interpolation of sorted float32 values, q in [0, 100]. `weak`: q was a
+// Python number (np.percentile(a, 90)), the interpolation is done in float32; otherwise (a list of
+// q, np.percentile(a, [0.1, 99.9])) in float64 (numpy/lib/_function_base_impl.py, _lerp).
+function fromSorted(a, q, weak = true) {
+  const n = a.length, pos = (n - 1) * (q / 100);
+  let lo = Math.floor(pos), hi = lo + 1;
+  if (pos >= n - 1) lo = hi = n - 1;
+  const t = pos - lo, d = f32(a[hi] - a[lo]);
+  if (weak) return t >= 0.5 ? f32(a[hi] - f32(d * f32(1 - t))) : f32(a[lo] + f32(d * f32(t)));
+  return t >= 0.5 ? a[hi] - d * (1 - t) : a[lo] + d * t;
 }
 
-export function percentile(values, q) {
-  return fromSorted(Float32Array.from(values).sort(), q);
+export function percentile(values, q, weak = true) {
+  return fromSorted(Float32Array.from(values).sort(), q, weak);
+}
+
+// np.median of sorted float32 values: the middle one, or the float32 mean of the middle two.
+function medianSorted(a) {
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : f32(f32(a[m - 1] + a[m]) / 2);
+}
+
+export function median(values) {
+  return medianSorted(Float32Array.from(values).sort());
+}
+
+// drawing._sample: every k-th row and column of a large (h, w) image, about n pixels.
+export function sample(img, width, height, n = 20000) {
+  const k = Math.max(1, Math.trunc(Math.sqrt((width * height) / n)));
+  if (k === 1) return img;
+  const w = Math.ceil(width / k), h = Math.ceil(height / k), out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[y * w + x] = img[k * y * width + k * x];
+  return out;
+}
+
+// drawing._mad_sigma: [median, 1.4826 x the median absolute deviation] of an image's sample.
+export function madSigma(img, width, height) {
+  const a = sample(img, width, height);
+  const med = median(a);
+  const deviation = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) deviation[i] = Math.abs(f32(a[i] - med));
+  return [med, 1.4826 * median(deviation)];
+}
+
+// scipy.ndimage.median_filter(img, size, mode="nearest") of a float32 image (size odd).
+function medianFilter(img, width, height, size) {
+  const r = size >> 1, out = new Float32Array(width * height), window = new Float32Array(size * size);
+  const clamp = (v, n) => Math.min(n - 1, Math.max(0, v));
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let i = 0;
+      for (let dy = -r; dy <= r; dy++) {
+        for (let dx = -r; dx <= r; dx++) window[i++] = img[clamp(y + dy, height) * width + clamp(x + dx, width)];
+      }
+      out[y * width + x] = window.sort()[(size * size) >> 1];
+    }
+  }
+  return out;
+}
+
+// scipy.ndimage.gaussian_filter(img, sigma) of a float32 image (truncate 4, mode "reflect"): rows
+// then columns, sums in double, float32 between and after (scipy's symmetric correlate1d).
+export function gaussianFilter(img, width, height, sigma = 1.0) {
+  const radius = Math.trunc(4 * sigma + 0.5), phi = [];
+  for (let x = -radius; x <= radius; x++) phi.push(Math.exp((-0.5 / (sigma * sigma)) * (x * x)));
+  let total;                                   // NumPy's pairwise sum: 8 partial sums, then the rest
+  if (phi.length < 8) total = phi.reduce((s, v) => s + v, 0);
+  else {
+    const r = phi.slice(0, 8);
+    let i = 8;
+    for (; i < phi.length - (phi.length % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += phi[i + j];
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < phi.length; i++) total += phi[i];
+  }
+  const w = phi.map((v) => v / total).slice(radius);   // w[0] the centre, w[j] at distance j
+  const reflect = (i, n) => {                          // (d c b a | a b c d | d c b a)
+    const m = ((i % (2 * n)) + 2 * n) % (2 * n);
+    return m < n ? m : 2 * n - 1 - m;
+  };
+  const pass = (src, n, lines, at) => {                // at(line, i): the index of pixel i of a line
+    const out = new Float32Array(src.length);
+    for (let line = 0; line < lines; line++) {
+      for (let i = 0; i < n; i++) {
+        let s = src[at(line, i)] * w[0];
+        for (let j = radius; j >= 1; j--) s += (src[at(line, reflect(i - j, n))] + src[at(line, reflect(i + j, n))]) * w[j];
+        out[at(line, i)] = s;
+      }
+    }
+    return out;
+  };
+  const down = pass(img, height, width, (x, y) => y * width + x);    // axis 0: along each column
+  return pass(down, width, height, (y, x) => y * width + x);         // axis 1: along each row
+}
+
+// drawing.estimate_background: the smooth background under the ink, a Float32Array (h*w). Flat (the
+// median) when at least half of the pixels lie within 2/255 of the median (a canvas drawing);
+// otherwise the median of 5x5 blocks of 16x16 tile medians, the ink replaced by the estimate twice.
+export function estimateBackground(gray, width, height, tiles = 16, window = 5, passes = 3) {
+  const s = sample(gray, width, height);
+  const level = median(s);
+  let near = 0;
+  for (let i = 0; i < s.length; i++) if (Math.abs(f32(s[i] - level)) <= f32(2 / 255)) near++;
+  if (near >= 0.5 * s.length) return new Float32Array(width * height).fill(level);
+  const n = 4 * tiles;
+  let small = resize(gray, width, height, n, n, "box");
+  const cells = new Float32Array(tiles * tiles), block = new Float32Array(16);
+  let bg;
+  for (let pass = 0; pass < passes; pass++) {
+    for (let ty = 0; ty < tiles; ty++) {
+      for (let tx = 0; tx < tiles; tx++) {
+        for (let i = 0; i < 16; i++) block[i] = small[(4 * ty + (i >> 2)) * n + 4 * tx + (i & 3)];
+        cells[ty * tiles + tx] = medianSorted(block.sort());
+      }
+    }
+    bg = medianFilter(cells, tiles, tiles, window);
+    if (pass === passes - 1) break;
+    const estimate = resize(bg, tiles, tiles, n, n, "bilinear");
+    const r = new Float32Array(n * n);
+    for (let i = 0; i < r.length; i++) r[i] = f32(small[i] - estimate[i]);
+    const limit = f32(Math.max(0.05, 3 * madSigma(r, n, n)[1]));
+    small = small.map((v, i) => (Math.abs(r[i]) > limit ? estimate[i] : v));
+  }
+  return resize(bg, tiles, tiles, width, height, "bilinear");
 }
 
 // 8-connected pieces of a mask, numbered 1, 2, ... in the order a raster scan meets them (as
@@ -293,7 +439,9 @@ export function structure(mask, width, height) {
   const half = Math.sqrt(((a - d) / 2) ** 2 + b * b);
   const major = (a + d) / 2 + half, minor = (a + d) / 2 - half;
   let v0, v1;    // (row, column) direction of the longer axis
-  if (b !== 0) { v0 = major - d; v1 = b; } else if (a >= d) { v0 = 1; v1 = 0; } else { v0 = 0; v1 = 1; }
+  // (A - major I) v = 0 has two solutions, (major - d, b) and (b, major - a): the one whose larger
+  // part does not come from a cancellation (a nearly flat or upright stroke, b ~ 0, has a tilt of 0 or 90)
+  if (b === 0) { v0 = a >= d ? 1 : 0; v1 = a >= d ? 0 : 1; } else if (a >= d) { v0 = major - d; v1 = b; } else { v0 = b; v1 = major - a; }
   return { height: h, width: w, stroke: 2 * Math.sqrt(most),
            elongation: Math.sqrt(major / Math.max(minor, 1e-9)),
            thickness: Math.sqrt(12 * Math.max(minor, 0)),   // across the longer axis
@@ -303,31 +451,26 @@ export function structure(mask, width, height) {
 // gray (H*W) in [0, 1] -> {image: (28*28) Float32Array in [0, 1] | null, reason: null | why no digit}.
 export function preprocess(gray, width, height) {
   const n = width * height;
-  const sortedGray = Float32Array.from(gray).sort();
-  const level = fromSorted(sortedGray, 50);
-  let near = 0;
-  for (let i = 0; i < n; i++) if (Math.abs(gray[i] - level) <= 2 / 255) near++;
-  // A canvas's background is flat; the library models an uneven one (photos), which this port does not.
-  if (near < 0.5 * n) return { image: null, reason: EVERYWHERE };
-  // v - level is monotonic in v: the sorted residual (and the ink, its mirror when inverted) needs no new sort
-  const sortedResidual = new Float32Array(n);
-  for (let i = 0; i < n; i++) sortedResidual[i] = sortedGray[i] - level;
-  const inverted = -fromSorted(sortedResidual, 0.1) > fromSorted(sortedResidual, 99.9);
-  // dark ink: the fraction of light it takes from the paper, -residual / max(background, 0.1)
-  const paper = Math.fround(Math.max(level, 0.1));
-  const ink = (r) => (inverted ? Math.fround(-r / paper) : r);
-  const diff = new Float32Array(n), sortedDiff = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    diff[i] = ink(Math.fround(gray[i] - level));
-    sortedDiff[i] = ink(sortedResidual[inverted ? n - 1 - i : i]);
+  // 1. background, and the ink: what light ink adds to it, or the fraction of its light dark ink takes
+  const background = estimateBackground(gray, width, height);
+  const residual = new Float32Array(n);
+  for (let i = 0; i < n; i++) residual[i] = f32(gray[i] - background[i]);
+  const sortedResidual = Float32Array.from(sample(residual, width, height)).sort();
+  const inverted = -fromSorted(sortedResidual, 0.1, false) > fromSorted(sortedResidual, 99.9, false);
+  let diff = residual;
+  if (inverted) {
+    diff = new Float32Array(n);
+    for (let i = 0; i < n; i++) diff[i] = f32(-residual[i] / Math.max(background[i], f32(0.1)));
   }
-  const med = fromSorted(sortedDiff, 50);
-  const deviation = new Float32Array(n);
-  for (let i = 0; i < n; i++) deviation[i] = Math.abs(Math.fround(diff[i] - med));
-  const sigma = 1.4826 * fromSorted(deviation.sort(), 50);
-  if (sigma > 0.02) return { image: null, reason: EVERYWHERE };  // noise: not a canvas drawing
-  const peak = fromSorted(sortedDiff, 99.9);
-  const threshold = Math.fround(Math.max(MIN_CONTRAST, med + 6 * sigma, RELATIVE * peak));
+  // 2. noise; a noisy picture is smoothed first
+  let [med, sigma] = madSigma(diff, width, height);
+  if (sigma > 0.02) {
+    diff = gaussianFilter(diff, width, height, 1.0);
+    [med, sigma] = madSigma(diff, width, height);
+  }
+  // 3. threshold: the largest of MIN_CONTRAST, the noise floor and RELATIVE x the ink's level
+  const peak = fromSorted(Float32Array.from(sample(diff, width, height)).sort(), 99.9);
+  const threshold = f32(Math.max(MIN_CONTRAST, med + 6 * sigma, RELATIVE * peak));
   const mask = new Uint8Array(n);
   let inked = 0;
   for (let i = 0; i < n; i++) if (diff[i] > threshold) { mask[i] = 1; inked++; }
@@ -355,7 +498,7 @@ export function preprocess(gray, width, height) {
   if (shape.elongation > MAX_ELONGATION && shape.tilt < MAX_TILT && shape.thickness < 1.8 * shape.stroke) {
     return { image: null, reason: TOO_LITTLE };   // a dash or a line (one stroke thick), not a 1
   }
-  const strength = percentile(inkKept, 90);
+  const strength = percentile(inkKept, 90);   // np.percentile(diff[kept], 90): weak
   const low = med + 3 * sigma;   // the noise floor maps to 0, the ink to 1
   const low32 = Math.fround(low), scale = Math.fround(Math.max(strength - low, 1e-6));
   // the ink within 2 pixels (4-connected steps) of the kept pieces
