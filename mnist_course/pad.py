@@ -1,18 +1,38 @@
 """The live digit pad of notebook 08: draw with the mouse, a finger or a pen, watch the models guess.
 
-The canvas is an anywidget (:class:`StrokeCanvas`, front end in ``pad.js`` and ``pad.css``): the
-browser draws the ink itself and sends the kernel only the strokes, in frame pixels, only while a
-button is pressed (hovering costs the kernel nothing), at most every `throttle` seconds (0.1) and
-when a stroke ends.
-The strokes live in a synced trait, so a reloaded page, a reopened notebook or a second view shows
-them again; re-running the cell gives a new, empty pad.
+The canvas is an ipycanvas ``Canvas`` (``sync_image_data=False``: no pixels travel). Its front end
+sends the kernel every mouse and touch event (``mouse_down/move/up/out``, ``touch_*``), hovering
+included; the kernel keeps the strokes (``pad.strokes``, frame pixels), draws the ink with canvas
+commands (one batch per event, ``hold_canvas``) and predicts at most every `throttle` seconds while
+a stroke is drawn (0.1), always when it ends. A move with no stroke being drawn (hovering) changes
+nothing, draws nothing and calls no model.
+
+Measured in JupyterLab with Chromium (tests/test_browser.py, ``test_messages_per_stroke_and_a_reload``,
+2 shared CPU cores): every mouse move over the canvas is one message to the kernel, pressed or not,
+and costs the kernel about 2 ms of CPU (ipykernel's handling of the message, more than the pad's);
+a drawn move adds one batch of canvas commands back to the browser; a guess costs about 7 ms and up
+to four widget updates (label, chart, model input, timing). A stroke of 200 moves guessed on every
+move (throttle 0) took the kernel 2.0 s of CPU, 201 guesses and up to 640 updates, and its last
+answer came up to 1.9 s after the release (the messages queue up); with throttle 0.1 it took
+0.8 s, 33 to 44 guesses and 100 to 140 updates, the last answer 0.05 to 0.2 s after the release
+(0.8 s once, with the machine busy). At the 60 moves a second of a screen, 0.1 keeps the kernel
+well below one core (about 0.2 s of CPU a second) and the guess ten times a second: live. When a new view connects (a reloaded page, a reopened
+notebook), ipycanvas says ``client_ready`` and the pad repaints its strokes there; re-running the
+cell gives a new, empty pad.
+
+ipycanvas sends no button state and no pointer capture, so a stroke that leaves the canvas is
+decided in the kernel: the exit point ends the ink shown; the moves after the mouse comes back are
+kept aside and join the stroke when the button is released over the canvas (it was held all the
+way), or are dropped when the next press comes first (it was released outside). A finger keeps
+its stroke outside the canvas (touch events stay with the canvas they started on). One pointer
+draws at a time: a second finger, or the mouse during a touch stroke, is ignored.
 
 The kernel rasterises the strokes with PIL (:func:`mnist_course.drawing.rasterize`) and predicts
 with :func:`mnist_course.drawing.predict_image`, the one code path shared with pictures and the web
 service, so what the model sees never depends on the browser. Everything the browser does can be
-done from Python (``on_mouse_down/move/up``, ``on_touch_start/move/end``, ``set_strokes``), which
-is how the tests and notebook 08 (section 6) drive the pad without a browser. anywidget and
-ipywidgets are imported only when a pad is built.
+done from Python (``on_mouse_down/move/up/out``, ``on_touch_start/move/end``, ``set_strokes``),
+which is how the tests and notebook 08 (section 6) drive the pad. ipycanvas and ipywidgets are
+imported only when a pad is built.
 """
 
 from __future__ import annotations
@@ -20,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,30 +62,7 @@ from .drawing import (
 
 HERE = Path(__file__).parent
 BRUSH = 1 / 16  # brush diameter as a fraction of the frame: 17.5 px of 280 (see DrawingPad)
-
-
-def _canvas_class():
-    """The anywidget class, defined on first use so importing this module needs no widgets."""
-    global StrokeCanvas
-    if "StrokeCanvas" in globals():
-        return StrokeCanvas
-    import anywidget
-    import traitlets
-
-    class StrokeCanvas(anywidget.AnyWidget):
-        """A square canvas that keeps its strokes in the synced trait `strokes`:
-        [[[x, y], ...], ...] in frame pixels (0..size, 0..size), drawn with a round brush of
-        diameter `brush` frame pixels. Shown at most size x size, smaller in a narrow window. While a
-        stroke is drawn the browser sends the strokes at most every `throttle` seconds."""
-
-        _esm = HERE / "pad.js"
-        _css = HERE / "pad.css"
-        strokes = traitlets.List().tag(sync=True)
-        size = traitlets.Int(280).tag(sync=True)
-        brush = traitlets.Float(280 * BRUSH).tag(sync=True)
-        throttle = traitlets.Float(0.1).tag(sync=True)   # seconds between two sends while drawing
-
-    return StrokeCanvas
+CSS = HERE / "pad.css"
 
 
 def parse_strokes(strokes) -> list[Stroke]:
@@ -86,6 +84,11 @@ def parse_strokes(strokes) -> list[Stroke]:
             points.append((x, y))
         out.append(points)
     return out
+
+
+def _point(x, y) -> tuple[float, float]:
+    (point,), = parse_strokes([[(x, y)]])
+    return point
 
 
 def label_text(pred: Prediction | None, model_name: str) -> str:
@@ -112,12 +115,14 @@ class DrawingPad:
     recognised from 60 to 250 px high with this brush; with a 23 px brush two of them are not at
     60 px (tests/test_pad.py::test_small_digits_are_not_blobs). Thinner still reads small digits
     better, but draws hairlines on screen and gives big digits strokes thinner than MNIST's.
+    throttle: seconds between two guesses while a stroke is drawn (0.1; every stroke's end is
+    guessed too). The browser sends each mouse move, up to one a screen frame; each costs the
+    kernel about 2 ms, a guess about 7 ms more (the figures are in the module's docstring).
 
-    The strokes are ``pad.strokes`` (lists of (x, y) frame points), synced with the browser through
-    ``pad.canvas.strokes``. Each change predicts with ``drawing.predict_image`` on ``pad.image()``;
-    strokes drawn from Python (``on_mouse_*``, ``on_touch_*``) predict at most once every
-    `throttle` seconds while drawing and always when a stroke ends; the browser sends its strokes
-    as often.
+    The strokes are ``pad.strokes`` (lists of (x, y) frame points), drawn on ``pad.canvas`` (an
+    ``ipycanvas.Canvas``) by the kernel. Each change predicts with ``drawing.predict_image`` on
+    ``pad.image()``. ``pad.events`` counts what reached the handlers ("hover": moves while
+    nothing is drawn), ``pad.predictions`` the guesses.
     ``pad.times[name]``: the model's own seconds per guess, after a warm-up call made here and
     never timed. Errors inside handlers are shown in the pad (``pad.errors``, ``pad.last_error``).
     Display it by leaving ``pad`` last in a cell (or ``display(pad.widget)``).
@@ -141,22 +146,30 @@ class DrawingPad:
         self.mean, self.std, self.classes = mean, std, tuple(classes)
         self.size, self.brush, self.throttle, self.clock = size, brush, throttle, clock
         self.strokes: list[Stroke] = []
-        self.drawing = False
+        self.drawing: str | None = None        # who draws the current stroke: "mouse", "touch" or None
+        self._away: list | None = None         # mouse points since the stroke left the canvas
         self.prediction: Prediction | None = None
         self.last_error: BaseException | None = None
         self.times: dict[str, list[tuple[float, float]]] = {name: [] for name in self.models}
+        self.events: Counter = Counter()
+        self.predictions = 0
         self._last_predict = -np.inf
-        self._pushing = False
         for model in self.models.values():   # warm-up, never timed: the first call is the slowest
             predict_probs(model, np.zeros((SIZE, SIZE), np.float32), mean, std)
         self._build()
         self._show(None)
+        self._paint()
 
     # ---- widgets
     def _build(self) -> None:
         import ipywidgets as W
+        from ipycanvas import Canvas
 
-        self.canvas = _canvas_class()(size=self.size, brush=self.brush, throttle=self.throttle)
+        # Square at any width: 100 % of its column (at most size px), height from the 1:1 frame.
+        self.canvas = Canvas(width=self.size, height=self.size, sync_image_data=False,
+                             layout=W.Layout(width="100%", height="auto", max_width=f"{self.size}px"))
+        self.canvas.add_class("mnist-course-canvas")
+        self.style = W.HTML(f"<style>{CSS.read_text()}</style>", layout=W.Layout(display="none"))
         self.clear_button = W.Button(description="Clear", icon="eraser", layout=W.Layout(width="90px"))
         self.undo_button = W.Button(description="Undo", icon="undo", layout=W.Layout(width="90px"))
         self.selector = W.ToggleButtons(options=list(self.models), description="Model:",
@@ -168,7 +181,16 @@ class DrawingPad:
         self.chart = W.HTML(bar_chart_html(None, self.classes))   # one message per update, not twenty
         self.errors = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
 
-        self.canvas.observe(lambda change: self._guard(self._from_browser, change["new"]), names="strokes")
+        c = self.canvas
+        c.on_mouse_down(self.on_mouse_down)
+        c.on_mouse_move(self.on_mouse_move)
+        c.on_mouse_up(self.on_mouse_up)
+        c.on_mouse_out(self.on_mouse_out)
+        c.on_touch_start(self.on_touch_start)
+        c.on_touch_move(self.on_touch_move)
+        c.on_touch_end(self.on_touch_end)
+        c.on_touch_cancel(self.on_touch_end)
+        c.on_client_ready(lambda: self._guard(self._client_ready))
         self.clear_button.on_click(lambda _: self._guard(self.clear))
         self.undo_button.on_click(lambda _: self._guard(self.undo))
         self.selector.observe(lambda _: self._guard(self.predict), names="value")
@@ -179,7 +201,7 @@ class DrawingPad:
                                            layout=W.Layout(flex_flow="row wrap")),
                         self.selector, self.timing], layout=W.Layout(flex="0 1 auto", min_width="0"))
         # In a narrow window the right column wraps below the canvas instead of squashing it.
-        self.widget = W.VBox([W.HBox([left, right], layout=W.Layout(flex_flow="row wrap", grid_gap="16px")),
+        self.widget = W.VBox([self.style, W.HBox([left, right], layout=W.Layout(flex_flow="row wrap", grid_gap="16px")),
                               self.errors])
 
     def _repr_mimebundle_(self, **kwargs):
@@ -194,70 +216,135 @@ class DrawingPad:
             self.errors.append_stderr(f"{type(e).__name__} in the drawing pad: {e}\n" + traceback.format_exc())
             return None
 
-    # ---- the browser's side: strokes arrive in the synced trait
-    def _from_browser(self, strokes) -> None:
-        if self._pushing:          # our own change, sent to the browser
-            return
-        self.strokes = parse_strokes(strokes)
-        self.drawing = False
-        self.predict()
+    # ---- ink: canvas commands, one message per batch
+    def _ink(self) -> None:
+        c = self.canvas
+        c.stroke_style = c.fill_style = "white"
+        c.line_width, c.line_cap, c.line_join = self.brush, "round", "round"
 
-    def _push(self) -> None:
-        """Send the strokes to the browser (every view repaints them)."""
-        self._pushing = True
-        try:
-            self.canvas.strokes = [[[x, y] for x, y in s] for s in self.strokes]
-        finally:
-            self._pushing = False
+    def _paint(self) -> None:
+        """Paint every stroke on a black frame (every view shows it), in one message."""
+        from ipycanvas import hold_canvas
+
+        c = self.canvas
+        with hold_canvas():
+            c.fill_style = "black"
+            c.fill_rect(0, 0, self.size, self.size)
+            self._ink()
+            for s in self.strokes:
+                c.fill_circle(s[0][0], s[0][1], self.brush / 2)
+                if len(s) > 1:
+                    c.stroke_lines(s)
+
+    def _segment(self, p, q) -> None:
+        """Draw from point p to q (a dot at q when p is None), in one message."""
+        from ipycanvas import hold_canvas
+
+        c = self.canvas
+        with hold_canvas():
+            self._ink()
+            if p is None:
+                c.fill_circle(q[0], q[1], self.brush / 2)
+            else:
+                c.stroke_line(p[0], p[1], q[0], q[1])
+
+    def _client_ready(self) -> None:
+        """A new view (reloaded page, reopened notebook): paint the strokes there. Its canvas
+        manager is new too, so the kernel's idea of the current canvas is stale (ipycanvas #322)."""
+        self.events["client_ready"] += 1
+        self.canvas._canvas_manager._current_canvas = None
+        self._paint()
 
     def set_strokes(self, strokes) -> Prediction:
         """Replace every stroke (lists of (x, y) frame points), show them and predict."""
         self.strokes = parse_strokes(strokes)
-        self.drawing = False
-        self._push()
+        self.drawing, self._away = None, None
+        self._paint()
         return self.predict()
 
-    # ---- what the browser does, callable from Python (coordinates in frame pixels)
+    # ---- what the browser sends (ipycanvas callbacks), callable from Python (frame pixels)
     def on_mouse_down(self, x: float, y: float) -> None:
-        self._guard(self._start, x, y)
+        self.events["mouse_down"] += 1
+        self._guard(self._down, "mouse", x, y)
 
     def on_mouse_move(self, x: float, y: float) -> None:
-        self._guard(self._move, x, y)
+        self.events["mouse_move" if self.drawing == "mouse" else "hover"] += 1
+        if self.drawing == "mouse":
+            self._guard(self._move, x, y)
+
+    def on_mouse_out(self, x: float | None = None, y: float | None = None) -> None:
+        self.events["mouse_out"] += 1
+        if self.drawing == "mouse" and self._away is None:
+            self._guard(self._leave, x, y)
 
     def on_mouse_up(self, x: float | None = None, y: float | None = None) -> None:
-        self._guard(self._end)
+        self.events["mouse_up"] += 1
+        if self.drawing == "mouse":
+            self._guard(self._up, x, y)
 
     def on_touch_start(self, touches) -> None:
-        if touches:
-            self.on_mouse_down(*touches[0])
+        self.events["touch_start"] += 1
+        if touches and self.drawing is None:     # a second finger is ignored
+            self._guard(self._down, "touch", *touches[0])
 
     def on_touch_move(self, touches) -> None:
-        if touches:
-            self.on_mouse_move(*touches[0])
+        self.events["touch_move"] += 1
+        if touches and self.drawing == "touch":   # the first finger down is the first of the touches
+            self._guard(self._move, *touches[0])
 
     def on_touch_end(self, touches=None) -> None:
-        self.on_mouse_up()
+        """A finger lifted; the stroke goes on while its finger (the oldest touch, at its last
+        point) is still down."""
+        self.events["touch_end"] += 1
+        if self.drawing != "touch":
+            return
+        if touches:
+            (x, y), (lx, ly) = touches[0], self.strokes[-1][-1]
+            if math.hypot(x - lx, y - ly) <= self.brush:
+                return
+        self._guard(self._end)
 
-    def _start(self, x, y) -> None:
-        (point,), = parse_strokes([[(x, y)]])
-        self.drawing = True
+    def _down(self, who, x, y) -> None:
+        point = _point(x, y)
+        if self.drawing is not None:   # a press with a stroke open: released outside the canvas
+            self._end()
+        self.drawing, self._away = who, None
         self.strokes.append([point])
-        self._push()
+        self._segment(None, point)
 
     def _move(self, x, y) -> None:
-        if not self.drawing:       # hovering: no state changes, nothing is sent
+        point = _point(x, y)
+        if self._away is not None:     # back after leaving: held or not? the release will tell
+            self._away.append(point)
             return
-        (point,), = parse_strokes([[(x, y)]])
-        self.strokes[-1].append(point)
+        stroke = self.strokes[-1]
+        if point == stroke[-1]:
+            return
+        self._segment(stroke[-1], point)
+        stroke.append(point)
         if self.clock() - self._last_predict >= self.throttle:
-            self._push()
             self.predict()
 
+    def _leave(self, x, y) -> None:
+        if x is not None and y is not None:
+            self._move(x, y)
+        self._away = []
+        self.predict()
+
+    def _up(self, x, y) -> None:
+        if self._away is not None:     # released over the canvas: the button was held all the way
+            away, self._away = self._away, None
+            if x is not None and y is not None:
+                away.append(_point(x, y))
+            self.strokes[-1].extend(away)
+            self._paint()
+        elif x is not None and y is not None:
+            self._move(x, y)
+        self._end()
+
     def _end(self) -> None:
-        if self.drawing:
-            self.drawing = False
-            self._push()
-            self.predict()
+        self.drawing, self._away = None, None
+        self.predict()
 
     def clear(self) -> None:
         """Forget every stroke."""
@@ -276,6 +363,7 @@ class DrawingPad:
         """Rasterise the strokes and predict with the selected model (``drawing.predict_image``);
         update the label, chart, input image and timing."""
         self._last_predict = self.clock()
+        self.predictions += 1
         name = self.selector.value
         pred = predict_image(self.image(), self.models[name], k=3, mean=self.mean, std=self.std,
                              classes=self.classes, ink="light")   # white ink on black: a filled pad is "ink everywhere"
@@ -301,7 +389,8 @@ class DrawingPad:
                     f"({1000 * np.median([s for _, s in t]):.2f} ms with preprocessing)" if t
                     else f"{name} not timed yet")
             parts.append(f"<b>{text}</b>" if name == chosen else text)
-        self.timing.value = "model time, median of the guesses so far: " + " · ".join(parts)
+        self.timing.value = (f"{self.predictions} guesses; model time, median of the guesses so far: "
+                             + " · ".join(parts))
 
 
 def bar_chart_html(probs: np.ndarray | None, classes: Sequence[str] = CLASSES,

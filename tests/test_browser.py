@@ -1,6 +1,7 @@
 """End to end in a real browser: JupyterLab on 127.0.0.1 with a token, Debian's Chromium driven by
 Playwright opens notebook 08, runs every cell, draws a digit on the pad with the mouse and waits
-for the predicted label.
+for the predicted label. A notebook with nothing but a pad counts the pad's widget messages per
+stroke and while hovering (the figures behind its throttle) and draws again after a reload.
 
 The notebook runs in fast mode on a temporary copy (JupyterLab's autosave never touches
 notebooks/), with figures and results in a temporary folder. Models come from
@@ -12,6 +13,7 @@ whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,7 +39,8 @@ NOTEBOOK = "08_draw_a_digit.ipynb"
 SERVER_START_S = 90      # JupyterLab must answer within this
 RUN_ALL_S = 420          # the whole notebook in fast mode (quick models trained if missing)
 PREDICT_S = 60           # from releasing the mouse to the label
-CANVAS = "canvas.mnist-course-canvas, .mnist-course-canvas canvas"   # the pad's canvas (or an older pad's)
+INK_SETTLES_S = 20       # until the kernel has drawn every stroke it was sent
+CANVAS = "canvas.mnist-course-canvas"   # the pad's ipycanvas view: the canvas element itself
 
 
 
@@ -54,12 +57,17 @@ def api(base: str, token: str, path: str, method: str = "GET"):
     return json.loads(body) if body else None
 
 
-@pytest.fixture()
-def jupyterlab(tmp_path):
-    """(base url, token, log path) of a JupyterLab serving a temporary copy of notebook 08."""
+@contextlib.contextmanager
+def serve_lab(tmp_path, notebooks):
+    """(base url, token, log path) of a JupyterLab serving temporary copies of `notebooks`
+    ({name: path or nbformat notebook})."""
     root = tmp_path / "lab"
     root.mkdir()
-    shutil.copy(mc.repo_root() / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    for name, nb in notebooks.items():
+        if isinstance(nb, Path):
+            shutil.copy(nb, root / name)
+        else:
+            (root / name).write_text(json.dumps(nb))
     port, token = load.free_port(), os.urandom(16).hex()
     jupyter = tmp_path / "jupyter"
     env = dict(os.environ, MNIST_COURSE_FAST="1", MNIST_COURSE_PROGRESS="0",
@@ -109,6 +117,51 @@ def jupyterlab(tmp_path):
                 proc.wait(timeout=10)
 
 
+@pytest.fixture()
+def jupyterlab(tmp_path):
+    """(base url, token, log path) of a JupyterLab serving a temporary copy of notebook 08."""
+    with serve_lab(tmp_path, {NOTEBOOK: mc.repo_root() / "notebooks" / NOTEBOOK}) as lab:
+        yield lab
+
+
+def kernel_message(payload) -> tuple[str, dict]:
+    """(msg_type, content) of a kernel websocket frame: JSON text, or JupyterLab's binary
+    v1.kernel.websocket.jupyter.org frame (offsets, then channel, header, parent header,
+    metadata, content, buffers)."""
+    try:
+        if isinstance(payload, str):
+            msg = json.loads(payload)
+            return msg["header"]["msg_type"], msg.get("content") or {}
+        n = int.from_bytes(payload[:8], "little")
+        offsets = [int.from_bytes(payload[8 * i:8 * i + 8], "little") for i in range(1, n + 1)]
+        part = [payload[a:b] for a, b in zip(offsets, offsets[1:])]
+        return json.loads(part[1])["msg_type"], json.loads(part[4])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "unreadable", {}
+
+
+def kernel_eval(tmp_path, expression: str):
+    """The value of a Python expression (a literal: a number, a dict...) in the one kernel of the
+    JupyterLab serving from tmp_path, asked through a second client of that kernel."""
+    import ast
+
+    from jupyter_client import BlockingKernelClient
+
+    (connection,) = (tmp_path / "jupyter" / "runtime").glob("kernel-*.json")
+    client = BlockingKernelClient(connection_file=str(connection))
+    client.load_connection_file()
+    client.start_channels()
+    out: list[dict] = []
+    try:
+        reply = client.execute_interactive(f"print(repr(({expression})))", timeout=30, store_history=False,
+                                           output_hook=lambda msg: out.append(msg))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+        return ast.literal_eval(text.strip())
+    finally:
+        client.stop_channels()
+
+
 def code_prompts(page) -> list[str]:
     return page.evaluate("""() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
                                    .map(e => e.textContent.trim())""")
@@ -119,21 +172,39 @@ class Browser:
 
     def __init__(self, sync_api, page, base, token):
         self.sync_api, self.page, self.base, self.token = sync_api, page, base, token
-        self.sent: list[str] = []      # frames the page sent to the kernel (text, or bytes decoded)
+        self.sent: list[tuple[str, dict]] = []      # (msg_type, content) the page sent to the kernel
+        self.received: list[tuple[str, dict]] = []  # and the kernel sent to the page,
+        self.received_at: list[float] = []           # at these times (time.monotonic)
         page.on("websocket", self._watch)
 
     def _watch(self, ws):
         if "/api/kernels/" in ws.url:
-            ws.on("framesent", lambda payload: self.sent.append(
-                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+            ws.on("framesent", lambda payload: self.sent.append(kernel_message(payload)))
+            ws.on("framereceived", lambda payload: (self.received.append(kernel_message(payload)),
+                                                    self.received_at.append(time.monotonic())))
 
-    def comm_messages(self) -> int:
-        """How many widget messages the page has sent to the kernel so far."""
-        return sum('"comm_msg"' in f for f in self.sent)
+    def traffic(self, sent_from: int = 0, received_from: int = 0) -> dict[str, int]:
+        """Widget messages since the given message counts: to the kernel by ipycanvas event
+        ("mouse_move", ...), from the kernel as "draw" (canvas command batches), "update"
+        (widget state: the label, the chart, the model's input, the timing) and "guess" (the
+        kernel's guesses, counted by the timing line)."""
+        counts: dict[str, int] = {}
+        for t, content in self.sent[sent_from:]:
+            if t == "comm_msg":
+                key = str((content.get("data", {}).get("content") or {}).get("event", "other"))
+                counts[key] = counts.get(key, 0) + 1
+        for t, content in self.received[received_from:]:
+            if t == "comm_msg":
+                data = content.get("data", {})
+                key = "update" if data.get("method") == "update" else "draw"
+                counts[key] = counts.get(key, 0) + 1
+                if " guesses; model time" in str(data.get("state", {}).get("value", "")):
+                    counts["guess"] = counts.get("guess", 0) + 1     # the pad's timing line counts its guesses
+        return counts
 
-    def open(self) -> None:
+    def open(self, notebook: str = NOTEBOOK) -> None:
         page = self.page
-        page.goto(f"{self.base}/lab/tree/{NOTEBOOK}?token={self.token}")
+        page.goto(f"{self.base}/lab/tree/{notebook}?token={self.token}")
         page.locator(".jp-Notebook").first.wait_for(state="visible")
         # The kernel is up when the status bar says so.
         page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).first.wait_for()
@@ -172,7 +243,18 @@ class Browser:
             raise AssertionError(f"expected the pad to say {pattern!r}, it says {self.label.inner_text()!r}") from None
 
     def ink(self) -> float:
-        """Fraction of the first pad canvas's pixels that show ink (read from the canvas itself)."""
+        """Fraction of the first pad canvas's pixels that show ink (read from the canvas itself),
+        once the kernel has drawn all it was sent: the ink comes from the kernel, and a live guess
+        (say "1" for half a 1) can come before the last moves are drawn."""
+        last, deadline = None, time.monotonic() + INK_SETTLES_S
+        while True:
+            ink = self._ink()
+            if ink == last or time.monotonic() > deadline:
+                return ink
+            last = ink
+            self.page.wait_for_timeout(300)
+
+    def _ink(self) -> float:
         return self.page.evaluate("""(selector) => {
             const c = document.querySelector(selector);
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -183,6 +265,7 @@ class Browser:
 
     def ink_box(self) -> list[float]:
         """[left, top, right, bottom] of the ink on the pad's canvas, as fractions of its frame."""
+        self.ink()
         return self.page.evaluate("""(selector) => {
             const c = document.querySelector(selector);
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -200,16 +283,25 @@ class Browser:
         self.expect_label(r"no digit")
         assert self.ink() == 0, "Clear left ink on the canvas"
 
-    def stroke(self, *points, steps=12) -> None:
-        """One stroke through points given as fractions (x, y) of the canvas's box as shown."""
+    def stroke(self, *points, steps=12, every_ms: float = 0, press: bool = True) -> None:
+        """One stroke through points given as fractions (x, y) of the canvas's box as shown, with
+        `steps` mouse moves per segment, `every_ms` apart (16.7: the 60 a second a screen gives),
+        or as fast as they go (0). press=False: the same moves with no button pressed (hovering)."""
         box = self.canvas.bounding_box()
         at = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in points]
         mouse = self.page.mouse
         mouse.move(*at[0])
-        mouse.down()
-        for q in at[1:]:
-            mouse.move(*q, steps=steps)
-        mouse.up()
+        if press:
+            mouse.down()
+        for (x0, y0), (x1, y1) in zip(at, at[1:]):
+            if not every_ms:
+                mouse.move(x1, y1, steps=steps)
+                continue
+            for i in range(1, steps + 1):
+                mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+                self.page.wait_for_timeout(every_ms)
+        if press:
+            mouse.up()
 
     def draw_one(self) -> None:
         self.stroke((0.5, 0.18), (0.51, 0.5), (0.52, 0.82))
@@ -218,8 +310,6 @@ class Browser:
 def browser_session(jupyterlab, tmp_path, viewport):
     """A context manager giving a Browser on the fixture's JupyterLab (a screenshot and the log's
     end are printed when the test fails)."""
-    import contextlib
-
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (as .ci/run does) "
                     "or set MNIST_COURSE_CHROMIUM to a Chromium binary")
@@ -247,8 +337,8 @@ def browser_session(jupyterlab, tmp_path, viewport):
 
 
 def test_draw_a_digit_in_jupyterlab(jupyterlab, tmp_path):
-    """Draw a 1 with the mouse; hover costs the kernel nothing; a 7 whose stroke leaves the canvas
-    and comes back with the button held is drawn as one stroke."""
+    """Draw a 1 with the mouse; hovering changes nothing; a 7 whose stroke leaves the canvas and
+    comes back with the button held is drawn as one stroke."""
     with browser_session(jupyterlab, tmp_path, {"width": 1400, "height": 1000}) as b:
         b.open()
         b.run_all()
@@ -260,13 +350,15 @@ def test_draw_a_digit_in_jupyterlab(jupyterlab, tmp_path):
         b.expect_label(r"CNN: (1 \(\d+\.\d %\)|not sure: 1 or \d\?)")
         assert b.ink() > 0.01
 
-        # Hovering (no button pressed) sends the kernel nothing.
+        # Hovering (no button pressed): ipycanvas sends the kernel each move, the kernel answers none.
         box = b.canvas.bounding_box()
-        before = b.comm_messages()
+        sent, received, ink = len(b.sent), len(b.received), b.ink()
         for i in range(30):
             b.page.mouse.move(box["x"] + box["width"] * (0.1 + 0.025 * i), box["y"] + box["height"] * 0.3)
         b.page.wait_for_timeout(500)
-        assert b.comm_messages() == before, f"{b.comm_messages() - before} messages to the kernel while hovering"
+        hover = b.traffic(sent, received)
+        assert "draw" not in hover and "update" not in hover, f"hovering changed the pad: {hover}"
+        assert b.ink() == ink
         b.expect_label(says("1"))
 
         # A 7 in one stroke that leaves the canvas on the right and comes back in, button held.
@@ -349,3 +441,73 @@ def test_the_pad_stays_square_in_a_narrow_window(jupyterlab, tmp_path):
         r = 1 / 32                      # the brush's radius, as a fraction of the frame
         assert b.ink_box() == pytest.approx([0.15 - r, 0.15 - r, 0.85 + r, 0.9 + r], abs=0.05), \
             "the stroke is not where it was drawn: screen pixels not mapped to the frame"
+
+
+PAD_ONLY = "pad.ipynb"
+PAD_MODULE = "mnist_course.pad"
+
+
+def pad_only_notebook(throttle: float = 0.1):
+    """A notebook with nothing but a pad, on a fixed random linear model: its answers mean
+    nothing, its messages are the pad's."""
+    import nbformat
+
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch\n"
+        f"from {PAD_MODULE} import DrawingPad\n\n"
+        "torch.manual_seed(0)\n"
+        "pad = DrawingPad({'CNN': torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))}, "
+        f"throttle={throttle})\n"
+        "pad")], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+def test_messages_per_stroke_and_a_reload(tmp_path):
+    """Counts the pad's widget messages for 60 moves of hovering and a stroke of 60 moves, 60 a
+    second at most (printed: the figures behind the pad's throttle), then reloads the page: the
+    strokes come back, and a stroke drawn after the reload is drawn and guessed."""
+    with serve_lab(tmp_path, {PAD_ONLY: pad_only_notebook(throttle=0.1)}) as lab, \
+            browser_session(lab, tmp_path, {"width": 1200, "height": 900}) as b:
+        b.open(PAD_ONLY)
+        b.run_all()
+        b.expect_label(r"Draw a digit")
+        b.page.wait_for_timeout(1000)
+
+        def measure(what, **stroke):
+            n_sent, n_received = len(b.sent), len(b.received)
+            t = time.monotonic()
+            b.stroke(*stroke.pop("points"), **stroke)
+            seconds = time.monotonic() - t
+            b.page.wait_for_timeout(1500)      # every answer in
+            counts = b.traffic(n_sent, n_received)
+            print(f"{what} ({seconds:.2f} s): {counts}")
+            return counts, seconds
+
+        hover, _ = measure("hovering, 60 moves", points=[(0.1, 0.5), (0.9, 0.5)], steps=60, every_ms=16.7, press=False)
+        assert hover.get("mouse_move", 0) >= 50, hover       # ipycanvas sends every move...
+        assert "draw" not in hover and "update" not in hover, f"hovering changed the pad: {hover}"   # ...none answered
+        assert b.ink() == 0
+
+        one, seconds = measure("a stroke of 60 moves", points=[(0.5, 0.15), (0.5, 0.85)], steps=60, every_ms=16.7)
+        assert one.get("mouse_down") == 1 and one.get("mouse_up") == 1 and one.get("mouse_move", 0) >= 50, one
+        assert one.get("draw", 0) >= 50, f"the ink is not drawn as the mouse moves: {one}"
+        assert 1 <= one.get("guess", 0) <= seconds / 0.1 + 2, f"guesses not throttled to 0.1 s: {one}"
+        kernel = kernel_eval(tmp_path, "(pad.predictions, dict(pad.events))")
+        print(f"the kernel: {kernel[0]} guesses, events {kernel[1]}")
+        assert kernel[1].get("hover", 0) >= 50 and kernel[0] == one["guess"]
+        ink = b.ink()
+        assert ink > 0.01
+
+        b.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()   # as autosave would
+        b.page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Save Notebook$")).click()
+        b.page.locator(".jp-mod-dirty").first.wait_for(state="detached")
+        b.page.reload()                  # the page's widgets come back from the kernel, empty canvas first
+        b.page.locator(".jp-Notebook").first.wait_for(state="visible")
+        b.page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).first.wait_for()
+        b.page.wait_for_function("(selector) => { const c = document.querySelector(selector); return c && c.width > 0; }",
+                                 arg=CANVAS)
+        b.page.wait_for_timeout(1000)
+        assert b.ink() == pytest.approx(ink, rel=0.05), "the reloaded page does not show the strokes"
+        again, _ = measure("after the reload, a second stroke", points=[(0.2, 0.3), (0.8, 0.3)], steps=30)
+        assert again.get("draw", 0) >= 10 and again.get("guess", 0) >= 1, f"the pad stopped answering: {again}"
+        assert b.ink() > ink * 1.3
+        assert kernel_eval(tmp_path, "len(pad.strokes), pad.events['client_ready']") == (2, 2)
