@@ -16,6 +16,14 @@ its centre of mass. A photo is not a clean canvas (grey paper, uneven light, noi
 6. crop to the ink, resize so the longer side is 20 pixels (Lanczos), paste into 28x28 with the
    centre of mass on pixel (14, 14), where MNIST's digits have it.
 
+A picture cropped close to its digit (no margin: the ink touches the border, and the tiles'
+background takes the digit for paper) gets a second look, the *crop pass*: the background is a plane
+fitted to the border's most common level (:func:`border_background`), the ink's polarity is read
+against it, a margin is added, and steps 3 to 6 run again; its answer is taken when the first found
+no digit, or when the digit it finds touches two sides of the picture or more, and only when it looks
+cut from a picture (the background left in two pieces or more, or strong ink with strokes thinner
+than half the digit: a shadow's edge is neither). ``stats["crop"]`` is 1.0 when its answer was taken.
+
 The model then gets ``(x - mean) / std`` with the training set's mean and std, shape (1, 1, 28, 28).
 :func:`predict_image` adds "not sure" when the top probability is below :data:`NOT_SURE_BELOW`
 (calibrated on validation pictures, :func:`calibrate_not_sure`).
@@ -338,7 +346,8 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
        x the ink's level (its 99.9th percentile);
     4. speckle removed: connected pieces smaller than `min_area` of the picture, or than a tenth of
        the largest piece, or far from it, are dropped;
-    5. crop, fit into 20x20 and centre by mass, as MNIST.
+    5. crop, fit into 20x20 and centre by mass, as MNIST;
+    6. the crop pass (see the module doc) for a picture cropped close to its digit.
 
     No digit (``.image`` None, ``.reason``): "no ink" when nothing differs from the background by
     the threshold, or only specks with less ink than `min_area` in all; "too little structure"
@@ -374,21 +383,53 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
 
     if ink != "auto" and (level < 0.5 if inverted else level > 0.5):
         return no_digit(EVERYWHERE)                 # the "background" is ink-coloured: a filled canvas
-    med, sigma = _mad_sigma(diff)
+    first = _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, relative, min_area,
+                        min_extent, max_elongation, max_tilt, max_cover, min_pixels)
+    if first.reason == EVERYWHERE:
+        return first
+    crop = _crop_pass(gray, ink, notes, min_contrast, noise_k, relative, min_area, min_extent,
+                      max_elongation, max_tilt, min_pixels, found=not first.blank)
+    if crop is None or not (first.blank or crop.stats["touches"] >= 2):
+        return first
+    return crop
+
+
+def _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, relative, min_area,
+                min_extent, max_elongation, max_tilt, max_cover, min_pixels, noise=None,
+                region=None) -> Preprocessed:
+    """Steps 2 to 6 of :func:`preprocess` on the ink `diff` (h, w). noise: (median, sigma) of the
+    background's ink when known (else from the whole of diff); region: the (rows, columns) slices of
+    diff that hold the picture (the rest is a margin added around it): cover, peak and the minimum
+    area are measured there, and the steps are cut to it."""
+
+    def no_digit(reason):
+        return Preprocessed(None, inverted, steps, reason, notes, stats)
+
+    def cut(a):
+        return a if region is None else a[region]
+
+    if noise is None:
+        med, sigma = _mad_sigma(diff)
+    else:
+        med, sigma = noise
     stats["noise"] = sigma
     if sigma > 0.02:
         diff = ndimage.gaussian_filter(diff, 1.0)
-        med, sigma = _mad_sigma(diff)
-    peak = float(np.percentile(_sample(diff), 99.9))
+        if noise is None:
+            med, sigma = _mad_sigma(diff)
+        else:
+            sigma = sigma / 2        # smoothing by 1 pixel takes white noise's sigma down 3.5x: cautious
+    peak = float(np.percentile(_sample(cut(diff)), 99.9))
     threshold = max(min_contrast, med + noise_k * sigma, relative * peak)
     stats["threshold"] = threshold
-    steps["ink (background removed)"] = np.clip(diff / max(peak, min_contrast), 0.0, 1.0)
+    steps["ink (background removed)"] = cut(np.clip(diff / max(peak, min_contrast), 0.0, 1.0))
     mask = diff > threshold
-    steps["ink mask (threshold)"] = mask.astype(np.float32)
+    steps["ink mask (threshold)"] = cut(mask.astype(np.float32))
     if not mask.any():
         return no_digit(NO_INK)
-    if mask.mean() > max_cover:
+    if cut(mask).mean() > max_cover:
         return no_digit(EVERYWHERE)
+    area = cut(mask).size
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     areas = np.bincount(labels.ravel())[1:]
     stats["pieces"] = n
@@ -399,12 +440,12 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     keep = np.zeros(n + 1, bool)
     for i, (r, c) in enumerate(slices):       # big enough, and less than half the extent away
         gap = max(r.start - rs.stop, rs.start - r.stop, c.start - cs.stop, cs.start - c.stop, 0)
-        keep[i + 1] = areas[i] >= max(min_area * mask.size, 0.1 * areas[big], 2) and gap <= extent / 2
+        keep[i + 1] = areas[i] >= max(min_area * area, 0.1 * areas[big], 2) and gap <= extent / 2
     kept = keep[labels]
     stats["kept"] = int(keep.sum())
-    steps["digit strokes (speckle removed)"] = kept.astype(np.float32)
+    steps["digit strokes (speckle removed)"] = cut(kept.astype(np.float32))
     if not kept.any():                              # only specks: a few, or many (salt)
-        return no_digit(NO_INK if mask.sum() < min_area * mask.size else TOO_LITTLE)
+        return no_digit(NO_INK if mask.sum() < min_area * area else TOO_LITTLE)
     shape = _structure(kept)
     stats.update(shape)
     if max(shape["height"], shape["width"]) < max(min_extent * shape["stroke"], min_pixels):
@@ -420,7 +461,7 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     low = med + 3 * sigma                           # the noise floor maps to 0, the ink to 1
     img[box] = np.where(ndimage.binary_dilation(kept[box], iterations=2),
                         np.clip((diff[box] - low) / max(strength - low, 1e-6), 0.0, 1.0), 0.0)
-    steps["white on black"] = img
+    steps["white on black"] = cut(img)
     cropped = crop_to_ink(img[box], 0.2)
     steps["cropped to the ink"] = cropped
     boxed = fit_box(cropped)
@@ -428,6 +469,86 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     image = centre_in_field(boxed)
     steps[f"centred in {SIZE}x{SIZE}"] = image
     return Preprocessed(image, inverted, steps, None, notes, stats)
+
+
+def border_background(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W) in [0, 1] -> (plane (H, W) float32, good, residuals): a plane fitted to the picture's
+    border pixels, robustly, for a picture cropped close to its digit (ink on the border). It starts
+    from the border's most common level (the densest of 25 bins, with its neighbours), not its median
+    (a tight crop's border can be mostly ink), keeps the border pixels within 0.06 of it, then fits
+    a plane to the pixels within 3 robust sigmas (at least 0.03) of the last fit, three times.
+    good: which border pixels (in the order top, bottom, left, right columns of the edge mask) were
+    kept; residuals: every border pixel's distance from the plane."""
+    h, w = gray.shape
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
+    rr, cc = rr / max(h - 1, 1), cc / max(w - 1, 1)
+    edge = np.zeros((h, w), bool)
+    edge[0] = edge[-1] = True
+    edge[:, 0] = edge[:, -1] = True
+    v = gray[edge].astype(np.float64)
+    design = np.stack([np.ones_like(v), rr[edge], cc[edge]], 1)
+    counts, edges = np.histogram(v, bins=25, range=(0.0, 1.0))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    good = np.abs(v - centres[int(np.convolve(counts, [1, 1, 1], mode="same").argmax())]) <= 0.06
+    if not good.any():
+        good = np.abs(v - centres[int(counts.argmax())]) <= 0.06
+    level = float(np.median(v[good]))
+    good = np.abs(v - level) <= 0.06
+    coef = np.array([level, 0.0, 0.0])
+    for _ in range(3):
+        if good.sum() < 8:
+            break
+        coef = np.linalg.lstsq(design[good], v[good], rcond=None)[0]
+        res = v - design @ coef
+        good = np.abs(res) <= max(3 * 1.4826 * float(np.median(np.abs(res[good]))), 0.03)
+    plane = (coef[0] + coef[1] * rr + coef[2] * cc).astype(np.float32)
+    return plane, good, v - design @ coef
+
+
+def _crop_pass(gray, ink, notes, min_contrast, noise_k, relative, min_area, min_extent,
+               max_elongation, max_tilt, min_pixels, found: bool = False) -> Preprocessed | None:
+    """A picture cropped close to its digit (the ink touches the border, the tiles' background takes
+    the digit for paper): the background from the border (:func:`border_background`), a margin of a
+    quarter of the longer side around the picture, then the usual steps. None unless it finds a digit
+    that looks cut from a picture: the background left split into two pieces or more (a shadow's
+    edge leaves one), or strong ink (threshold >= 0.3) with strokes under 0.45 of the extent.
+    stats["touches"]: on how many sides the digit touches the picture's border. found: the first pass
+    found a digit; then None at once when no border pixel differs from the plane by more than
+    `min_contrast` and 4.5 noise sigmas, relative to its level (no ink on the border)."""
+    h, w = gray.shape
+    plane, good, res = border_background(gray)
+    residual = gray - plane
+    if ink == "auto":
+        low, high = np.percentile(_sample(residual), [1, 99])
+        inverted = bool(-low > high)
+    else:
+        inverted = ink == "dark"
+    scale = np.maximum(plane, 0.1)
+    diff = -residual / scale if inverted else residual
+    background_ink = res[good] / (float(np.median(scale)) if inverted else 1.0)
+    sigma = 1.4826 * float(np.median(np.abs(background_ink - np.median(background_ink)))) if good.sum() >= 8 else 0.0
+    edge = np.zeros((h, w), bool)
+    edge[0] = edge[-1] = True
+    edge[:, 0] = edge[:, -1] = True
+    if found and not (np.abs(res) / np.maximum(plane[edge], 0.1) > max(min_contrast, 4.5 * sigma)).any():
+        return None                                 # no ink on the border: not a crop
+    m = max(4, int(round(0.25 * max(h, w))))
+    region = (slice(m, m + h), slice(m, m + w))
+    steps = {"input (grayscale)": gray, "background": plane}
+    stats = {"background": float(np.median(plane)), "crop": 1.0}
+    pre = _find_digit(np.pad(diff, m).astype(np.float32), inverted, steps, notes, stats, min_contrast,
+                      noise_k, relative, min_area, min_extent, max_elongation, max_tilt, 0.8, min_pixels,
+                      noise=(0.0, sigma), region=region)
+    if pre.blank:
+        return None
+    kept = steps["digit strokes (speckle removed)"] > 0.5
+    sizes = np.bincount(ndimage.label(~kept)[0].ravel())[1:]
+    stats["background pieces"] = int((sizes >= max(2, 0.005 * kept.size)).sum())
+    stats["touches"] = int(kept[0].any()) + int(kept[-1].any()) + int(kept[:, 0].any()) + int(kept[:, -1].any())
+    extent = max(stats["height"], stats["width"])
+    if stats["background pieces"] >= 2 or (stats["threshold"] >= 0.3 and stats["stroke"] <= 0.45 * extent):
+        return pre
+    return None
 
 
 def to_model_input(image: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD,

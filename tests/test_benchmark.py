@@ -146,3 +146,23 @@ def test_the_pictures_part_is_rendered_or_says_why_it_is_missing(monkeypatch):
     failed = benchmark.pictures_part(quick=True)
     assert failed["n_digits"] == benchmark.PICTURES["quick"][0]
     assert "not measured (FileNotFoundError: no course model" in benchmark.pictures_markdown(failed)
+
+
+def test_the_pictures_part_adds_the_conditions_table_or_says_why_it_is_missing():
+    from mnist_course.bench import conditions, pictures
+
+    row = {"pipeline": "new", "n_digits": 300, "n_blank": 100, "n_gradient": 170, "digits": 0.99,
+           "digits_gradient": 0.985, "digits_not_sure": 0.01, "digits_no_digit": 0.0, "blank_declined": 1.0,
+           "blank_no_digit": 0.995, "confident_wrong": 0.004, "ms": 20.0}
+    row["met"] = pictures.targets_met(row)
+    part = {"n_digits": 300, "n_blank": 100, "seed": 0, "model": "cnn", "model_test_acc": 0.995,
+            "total_s": 31.0, "rows": [row], "conditions": {"error": "FileNotFoundError: no course model", "n": 50}}
+    assert "not measured (FileNotFoundError: no course model)" in benchmark.pictures_markdown(part)
+    scored = {"part": "held-out", "condition": "tight crop, longer side 20 px", "polarity": "light", "n": 50,
+              "right": 0.98, "not_sure": 0.02, "no_digit": 0.0, "confident_wrong": 0.0}
+    scored["met"] = conditions.row_goals(conditions.Condition("tight", 20), scored)
+    part["conditions"] = {"parts": {"held-out": conditions.HELD_OUT.note}, "n": 50, "model": "cnn",
+                          "model_path": None, "model_test_acc": None, "rows": [scored], "seconds": 3.0}
+    text = benchmark.pictures_markdown(part)
+    assert "| held-out | tight crop, longer side 20 px | light | 50 | 98.0% ✓ |" in text
+    assert benchmark.CONDITIONS["quick"] < benchmark.CONDITIONS["full"]

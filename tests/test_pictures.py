@@ -305,3 +305,70 @@ def test_the_docs_state_the_sets_actual_ranges_and_size():
     goals = picture_bench.TARGETS
     assert (f"(≥ {100 * goals['digits_gradient']:.0f} %, ≥ {100 * goals['blank_no_digit']:.0f} %, "
             f"≤ {100 * goals['confident_wrong']:.0f} %)") in text
+
+
+# ------------------------------------------------------- pictures as people take them (.conditions)
+
+def test_the_split_keeps_digits_seeds_and_parameters_apart():
+    from mnist_course.bench import conditions as cond
+
+    assert set(cond.DEV.digits).isdisjoint(cond.HELD_OUT.digits)
+    assert len(cond.DEV.digits) == len(cond.HELD_OUT.digits) == 5000
+    assert cond.DEV.seed + len(cond.DEV.conditions) <= cond.HELD_OUT.seed
+    digit_rows = {c for c in cond.DEV.conditions if c.kind != "blank"}
+    assert digit_rows.isdisjoint(c for c in cond.HELD_OUT.conditions if c.kind != "blank")
+    assert "never" in cond.HELD_OUT.note and "tuning" in cond.DEV.note
+    assert {c.kind for c in cond.DEV.conditions} == {c.kind for c in cond.HELD_OUT.conditions}
+
+
+def test_condition_pictures_are_seeded_and_come_in_both_polarities():
+    from mnist_course.bench import conditions as cond
+
+    X, y = fake_digits(12)
+    X = np.concatenate([X] * 834)[:10_000]
+    y = np.concatenate([y] * 834)[:10_000]
+    for part in (cond.DEV, cond.HELD_OUT):
+        for r, c in enumerate(part.conditions):
+            a, la = cond.row_pictures(part, r, "dark", X, y, 3)
+            b, _ = cond.row_pictures(part, r, "dark", X, y, 3)
+            light, ll = cond.row_pictures(part, r, "light", X, y, 3)
+            assert all(np.array_equal(p, q) for p, q in zip(a, b)), c
+            assert all(p.dtype == np.uint8 and p.ndim == 2 for p in a + light), c
+            if c.kind == "blank":
+                assert la == ll == [None] * 3
+                continue
+            assert all(lab in (0, 1) for lab in la + ll), c
+            if c.kind in ("tight", "thumb") or c == cond.Condition("margin", 0):
+                continue                    # no margin: the ink reaches the border
+            for p, q in zip(a, light):      # dark ink: the border is lighter than the picture; light ink: darker
+                assert np.median(np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]])) > p.mean(), c
+                assert np.median(np.concatenate([q[0], q[-1], q[:, 0], q[:, -1]])) < q.mean(), c
+    tight = cond.make_picture(seven(), cond.Condition("tight", 40), "light", np.random.default_rng(0))
+    assert max(tight.shape) == 40 and tight[0].max() > 0 and tight[:, -1].max() > 0
+    margin = cond.make_picture(seven(), cond.Condition("margin", 50), "dark", np.random.default_rng(0))
+    assert margin[0].min() == 255 and margin.shape[0] == 128
+
+
+def test_a_condition_row_is_scored_with_its_goals():
+    from mnist_course.bench import conditions as cond
+
+    answers = [("digit", 1), ("digit", 2), ("not sure", None), ("no digit", None)]
+    row = cond.score_row(answers, [1, 1, 1, 1])
+    assert row == {"n": 4, "right": 0.25, "not_sure": 0.25, "no_digit": 0.25, "confident_wrong": 0.25}
+    assert cond.row_goals(cond.Condition("tight", 16), row) == {"confident_wrong": False, "right": False}
+    assert cond.row_goals(cond.Condition("pen", 2), row) == {"confident_wrong": False}
+    blank = cond.score_row([("no digit", None)] * 99 + [("digit", 3)], [None] * 100)
+    assert blank["confident_wrong"] == 0.01 and blank["right"] == 0.0
+    assert cond.row_goals(cond.Condition("blank", "noise"), blank) == {"confident_wrong": True, "no_digit": True}
+    section = {"parts": {"dev": cond.DEV.note}, "n": 4, "model": "cnn", "model_path": "models/x", "model_test_acc": 0.995,
+               "rows": [{"part": "dev", "condition": "tight crop, longer side 16 px", "polarity": "dark",
+                         **row, "met": cond.row_goals(cond.Condition("tight", 16), row)}]}
+    table = cond.markdown_table(section)
+    assert "| dev | tight crop, longer side 16 px | dark | 4 | 25.0% ✗ | 25.0% | 25.0% | 25.0% ✗ |" in table
+    assert "held-out part reports only" in cond.describe(section) and "99.50%" in cond.describe(section)
+
+
+def test_cli_conditions_refuses_a_bad_n(capsys):
+    with pytest.raises(SystemExit):
+        picture_bench.main(["--conditions", "dev", "--n", "0"])
+    assert "--n must be between 1 and 5000" in capsys.readouterr().err

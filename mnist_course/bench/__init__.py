@@ -1,10 +1,11 @@
 """Measuring, for maintainers: ``benchmark`` (``mnist-course bench``), ``pictures`` (three picture
 pipelines scored on realistic pictures), ``latency`` (single-image rows), ``load`` (a real server
-under a bounded load test) and ``calibrate`` (the not-sure threshold). Modules load on first use."""
+under a bounded load test), ``calibrate`` (the not-sure threshold) and ``conditions`` (pictures as
+people take them: a dev part to tune on, a held-out part that only reports). Modules load on first use."""
 
 import importlib
 
-SUBMODULES = ("benchmark", "calibrate", "latency", "load", "pictures")
+SUBMODULES = ("benchmark", "calibrate", "conditions", "latency", "load", "pictures")
 __all__ = list(SUBMODULES)
 
 

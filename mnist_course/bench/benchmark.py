@@ -19,7 +19,11 @@ It prints Markdown tables in four parts:
 4. **Realistic pictures**: MNIST *test* digits photographed on paper (noise, lighting gradients,
    texture, blur, JPEG) and pictures without a digit, made by :mod:`mnist_course.photos`; the naive
    pipeline, the previous preprocessing and today's ``predict_image`` side by side with the course
-   CNN (2,000 + 500 pictures; 300 + 100 with ``--quick``; :mod:`.pictures`).
+   CNN (2,000 + 500 pictures; 300 + 100 with ``--quick``; :mod:`.pictures`). Then today's
+   ``predict_image`` on pictures as people take them (:mod:`.conditions`: tight crops, thumbnails,
+   margins, rotation, pen width, JPEG, contrast, both polarities; 300 pictures a row, 50 with
+   ``--quick``): a *dev* part that tuning may look at and a *held-out* part (other digits, seeds and
+   parameters) that only reports.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from .load import service_rows
 
 ROW_SOURCES: list[Callable[..., list[dict]]] = [drawing_rows, onnx_rows, service_rows]
 PICTURES = {"full": (2000, 500), "quick": (300, 100)}   # (digit pictures, pictures without a digit)
+CONDITIONS = {"full": 300, "quick": 50}                  # pictures per row of .conditions (dev and held-out)
 
 
 # ------------------------------------------------------------------------- the DataLoader baseline
@@ -263,7 +268,23 @@ def pictures_part(quick: bool, seed: int = 0) -> dict:
         return {"error": f"{type(e).__name__}: {e}", "n_digits": n_digits, "n_blank": n_blank}
     part = {k: v for k, v in part.items() if k not in ("pictures", "answers")}  # keep the report JSON-ready
     print(f"    {part['total_s']:.0f} s", flush=True)
+    part["conditions"] = conditions_part(quick)
     return part
+
+
+def conditions_part(quick: bool) -> dict:
+    """Part 4, second table: :func:`mnist_course.bench.conditions.conditions_section` (dev and held-out,
+    CONDITIONS pictures a row) with the course CNN; {"error": message} when it fails."""
+    from . import conditions
+
+    n = CONDITIONS["quick" if quick else "full"]
+    try:
+        section = conditions.conditions_section(("dev", "held-out"), n, model_name="cnn")
+    except Exception as e:  # e.g. no course CNN
+        print(f"    pictures as people take them failed: {type(e).__name__}: {e}", flush=True)
+        return {"error": f"{type(e).__name__}: {e}", "n": n}
+    print(f"    pictures as people take them: {section['seconds']:.0f} s", flush=True)
+    return section
 
 
 # ------------------------------------------------------------------------------------- the report
@@ -371,9 +392,17 @@ def pictures_markdown(part: dict) -> str:
     if "error" in part:
         return head + f": not measured ({part['error']})."
     acc = part.get("model_test_acc")
-    return (head + f", seed {part['seed']}, course {part['model']}"
+    text = (head + f", seed {part['seed']}, course {part['model']}"
             + (f" ({100 * acc:.2f}% on the MNIST test set)" if acc else "")
             + f", one PyTorch thread, {part['total_s']:.0f} s; {CONFIDENT}.\n\n" + markdown_table(part))
+    section = part.get("conditions")
+    if section is None:
+        return text
+    if "error" in section:
+        return text + f"\n\nPictures as people take them (`mnist-course bench pictures --conditions both`): not measured ({section['error']})."
+    from . import conditions
+
+    return text + "\n\n" + conditions.describe(section) + "\n\n" + conditions.markdown_table(section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,19 @@
 """Three picture pipelines side by side on realistic pictures (:mod:`mnist_course.photos`).
 
     mnist-course bench pictures [--n-digits 2000] [--n-blank 500] [--seed 0]
+    mnist-course bench pictures --conditions dev|held-out|both [--n 300]
+
 
 (a) "naive": what a newcomer writes; (b) "previous": drawing.preprocess as it was at commit 5e3b6a9,
 kept here for this comparison only; (c) "new": whatever mnist_course.drawing.predict_image does now.
 (a) and (b) never say "not sure": every answer they give that is not "no digit" counts as a
 confident digit. (c) is confident when its status is "digit".
+
+These pictures come from the generator the preprocessing was tuned on. ``--conditions`` measures
+today's predict_image instead on pictures as people take them (:mod:`.conditions`: tight crops,
+thumbnails, margins, rotation, pen width, JPEG, low contrast, both polarities), split into a *dev*
+part (MNIST test digits 0..4999, may be looked at while tuning) and a *held-out* part (digits
+5000..9999, other seeds and parameters, reports only, never used to choose anything).
 """
 
 from __future__ import annotations
@@ -261,11 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-blank", type=int, default=500, help="pictures without a digit (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="cnn", choices=["cnn", "mlp"], help="the course model (default cnn)")
+    p.add_argument("--conditions", choices=["dev", "held-out", "both"], default=None,
+                   help="instead: today's predict_image on pictures as people take them (tight crops, thumbnails, "
+                        "margins, rotation, pen width, JPEG, contrast; both polarities): the dev part (may be tuned "
+                        "on), the held-out part (reports only) or both")
+    p.add_argument("--n", type=int, default=300, help="with --conditions: pictures per row (default 300, at most 5000)")
     p.add_argument("--save", type=str, default=None, metavar="FOLDER",
                    help="also write the first 30 digit and 10 no-digit pictures as PNGs into FOLDER (must not exist yet)")
     args = p.parse_args(argv)
     if not 0 <= args.n_digits <= 10_000 or args.n_blank < 0 or args.n_digits + args.n_blank == 0:
         p.error("--n-digits must be between 0 and 10000 and --n-blank >= 0, not both 0")
+    if args.conditions is not None:
+        return _conditions_main(p, args)
     if args.save and Path(args.save).exists():
         p.error(f"--save {args.save}: it exists already; give a new folder (nothing is overwritten)")
     try:
@@ -294,3 +309,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(chosen)} pictures to {folder}")
     return 0
 
+
+
+def _conditions_main(p, args) -> int:
+    import sys
+
+    from . import conditions
+
+    if not 1 <= args.n <= 5000:
+        p.error("--n must be between 1 and 5000 (each part holds 5,000 MNIST test digits)")
+    parts = ("dev", "held-out") if args.conditions == "both" else (args.conditions,)
+    try:
+        section = conditions.conditions_section(parts, args.n, model_name=args.model)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(conditions.describe(section) + "\n")
+    print(conditions.markdown_table(section))
+    return 0

@@ -16,6 +16,11 @@
 //      kept pieces;
 //   5. crop to the ink (pixels above 0.2), resize so the longer side is 20 pixels keeping the aspect
 //      ratio (Lanczos, as Pillow does it), paste into 28x28 with the centre of mass at (14, 14).
+//   6. the crop pass (drawing._crop_pass), for a picture cropped close to its digit: the background a
+//      plane fitted to the border's most common level (borderBackground), a margin of a quarter of the
+//      longer side, steps 2 to 5 again; taken when the first found no digit or this digit touches two
+//      sides or more, and only when the background is left in two pieces or more, or the ink is strong
+//      (threshold >= 0.3) with strokes under 0.45 of the extent.
 // Then the model gets (x - mean) / std, shape (1, 1, 28, 28): see toModelInput.
 // NumPy's float32 arithmetic (NEP 50), its percentiles, medians and pairwise sums, and Pillow's and
 // SciPy's filters are mirrored, so the result matches to float precision: tests/test_web_parity.py
@@ -462,26 +467,45 @@ export function preprocess(gray, width, height) {
     diff = new Float32Array(n);
     for (let i = 0; i < n; i++) diff[i] = f32(-residual[i] / Math.max(background[i], f32(0.1)));
   }
+  const first = findDigit(diff, width, height, null, null, MAX_COVER);
+  if (first.reason === EVERYWHERE) return { image: null, reason: EVERYWHERE };
+  const crop = cropPass(gray, width, height, first.image !== null);
+  if (crop === null || !(first.image === null || crop.touches >= 2)) return { image: first.image, reason: first.reason };
+  return { image: crop.image, reason: null };
+}
+
+// drawing._find_digit: steps 2 to 6 on the ink `diff` (width x height). noise: [median, sigma] of the
+// background's ink when known (else from diff); region {top, left, w, h}: where the picture lies in
+// diff (the rest is a margin around it), for the peak, the cover and the minimum area.
+function findDigit(diff, width, height, noise, region, maxCover) {
+  const n = width * height;
   // 2. noise; a noisy picture is smoothed first
-  let [med, sigma] = madSigma(diff, width, height);
+  let [med, sigma] = noise === null ? madSigma(diff, width, height) : noise;
   if (sigma > 0.02) {
     diff = gaussianFilter(diff, width, height, 1.0);
-    [med, sigma] = madSigma(diff, width, height);
+    if (noise === null) [med, sigma] = madSigma(diff, width, height);
+    else sigma = sigma / 2;
   }
   // 3. threshold: the largest of MIN_CONTRAST, the noise floor and RELATIVE x the ink's level
-  const peak = fromSorted(Float32Array.from(sample(diff, width, height)).sort(), 99.9);
-  const threshold = f32(Math.max(MIN_CONTRAST, med + 6 * sigma, RELATIVE * peak));
+  const rw = region ? region.w : width, rh = region ? region.h : height, area = rw * rh;
+  const cut = region ? cutRegion(diff, width, region) : diff;
+  const peak = fromSorted(Float32Array.from(sample(cut, rw, rh)).sort(), 99.9);
+  const unrounded = Math.max(MIN_CONTRAST, med + 6 * sigma, RELATIVE * peak);
+  const threshold = f32(unrounded);
   const mask = new Uint8Array(n);
-  let inked = 0;
+  let inked = 0, inRegion = 0;
   for (let i = 0; i < n; i++) if (diff[i] > threshold) { mask[i] = 1; inked++; }
   if (!inked) return { image: null, reason: NO_INK };
-  if (inked / n > MAX_COVER) return { image: null, reason: EVERYWHERE };
+  if (region) {
+    for (let y = 0; y < rh; y++) for (let x = 0; x < rw; x++) inRegion += mask[(region.top + y) * width + region.left + x];
+  } else inRegion = inked;
+  if (inRegion / area > maxCover) return { image: null, reason: EVERYWHERE };
   const { labels, count, areas, boxes } = label(mask, width, height);
   let big = 0;
   for (let i = 1; i < count; i++) if (areas[i] > areas[big]) big = i;
   const [t, b, l, r] = boxes[big];
   const extent = Math.max(b - t, r - l);
-  const minArea = Math.max(MIN_AREA * n, 0.1 * areas[big], 2);
+  const minArea = Math.max(MIN_AREA * area, 0.1 * areas[big], 2);
   const keep = [false, ...areas.map((area, i) => {   // big enough, and less than half the extent away
     const [top, bottom, left, right] = boxes[i];
     const gap = Math.max(top - b, t - bottom, left - r, l - right, 0);
@@ -490,7 +514,7 @@ export function preprocess(gray, width, height) {
   const kept = new Uint8Array(n);
   const inkKept = [];
   for (let i = 0; i < n; i++) if (keep[labels[i]]) { kept[i] = 1; inkKept.push(diff[i]); }
-  if (!inkKept.length) return { image: null, reason: inked < MIN_AREA * n ? NO_INK : TOO_LITTLE };  // only specks
+  if (!inkKept.length) return { image: null, reason: inked < MIN_AREA * area ? NO_INK : TOO_LITTLE };  // only specks
   const shape = structure(kept, width, height);
   if (Math.max(shape.height, shape.width) < Math.max(MIN_EXTENT * shape.stroke, MIN_PIXELS)) {
     return { image: null, reason: TOO_LITTLE };   // a tap, a blob or a speck
@@ -521,7 +545,171 @@ export function preprocess(gray, width, height) {
   }
   const cropped = cropToInk(img, width, height);
   const boxed = fitBox(cropped.img, cropped.width, cropped.height);
-  return { image: centreInField(boxed.img, boxed.width, boxed.height), reason: null };
+  return { image: centreInField(boxed.img, boxed.width, boxed.height), reason: null, kept, shape, threshold: unrounded };
+}
+
+
+function cutRegion(img, width, region) {
+  const out = new Float32Array(region.w * region.h);
+  for (let y = 0; y < region.h; y++) {
+    for (let x = 0; x < region.w; x++) out[y * region.w + x] = img[(region.top + y) * width + region.left + x];
+  }
+  return out;
+}
+
+// np.median of float64 values
+function median64(values) {
+  const a = Float64Array.from(values).sort(), m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+}
+
+// drawing.border_background: a plane fitted to the border pixels (row-major, as gray[edge]), from
+// the border's most common level -> {plane: Float32Array, good, res} (good and res per border pixel).
+export function borderBackground(gray, width, height) {
+  const rd = Math.max(height - 1, 1), cd = Math.max(width - 1, 1);
+  const v = [], r = [], c = [];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (y === 0 || y === height - 1 || x === 0 || x === width - 1) {
+        v.push(gray[y * width + x]); r.push(f32(y / rd)); c.push(f32(x / cd));
+      }
+    }
+  }
+  const m = v.length, counts = new Array(25).fill(0);
+  for (const value of v) counts[Math.min(24, Math.max(0, Math.floor(value * 25)))]++;
+  const argmax = (a) => a.reduce((best, x, i) => (x > a[best] ? i : best), 0);
+  const smooth = counts.map((x, i) => (i > 0 ? counts[i - 1] : 0) + x + (i < 24 ? counts[i + 1] : 0));
+  let centre = (argmax(smooth) + 0.5) / 25;
+  let good = v.map((value) => Math.abs(value - centre) <= 0.06);
+  if (!good.some(Boolean)) {
+    centre = (argmax(counts) + 0.5) / 25;
+    good = v.map((value) => Math.abs(value - centre) <= 0.06);
+  }
+  const level = median64(v.filter((_, i) => good[i]));
+  good = v.map((value) => Math.abs(value - level) <= 0.06);
+  let coef = [level, 0, 0];
+  const residuals = () => v.map((value, i) => value - (coef[0] + coef[1] * r[i] + coef[2] * c[i]));
+  for (let pass = 0; pass < 3; pass++) {
+    if (good.filter(Boolean).length < 8) break;
+    coef = leastSquares(v, r, c, good);
+    const res = residuals();
+    const s = 1.4826 * median64(res.filter((_, i) => good[i]).map(Math.abs));
+    good = res.map((x) => Math.abs(x) <= Math.max(3 * s, 0.03));
+  }
+  const plane = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const ry = f32(y / rd);
+    for (let x = 0; x < width; x++) plane[y * width + x] = f32(coef[0] + coef[1] * ry + coef[2] * f32(x / cd));
+  }
+  return { plane, good, res: residuals() };
+}
+
+// Least squares of value ~ a + b r + c c over the chosen points (normal equations; a column without
+// spread gets 0, as np.linalg.lstsq's minimum-norm answer does for a column of zeros).
+function leastSquares(v, r, c, chosen) {
+  const A = [[0, 0, 0], [0, 0, 0], [0, 0, 0]], y = [0, 0, 0];
+  for (let i = 0; i < v.length; i++) {
+    if (!chosen[i]) continue;
+    const row = [1, r[i], c[i]];
+    for (let j = 0; j < 3; j++) {
+      y[j] += row[j] * v[i];
+      for (let k = 0; k < 3; k++) A[j][k] += row[j] * row[k];
+    }
+  }
+  const use = [0, 1, 2].filter((j) => j === 0 || A[j][j] - (A[0][j] * A[0][j]) / A[0][0] > 1e-9 * A[0][0]);
+  const M = use.map((j) => use.map((k) => A[j][k])), b = use.map((j) => y[j]);
+  const k = use.length;
+  for (let col = 0; col < k; col++) {          // Gaussian elimination with partial pivoting
+    let p = col;
+    for (let row = col + 1; row < k; row++) if (Math.abs(M[row][col]) > Math.abs(M[p][col])) p = row;
+    [M[col], M[p]] = [M[p], M[col]]; [b[col], b[p]] = [b[p], b[col]];
+    for (let row = col + 1; row < k; row++) {
+      const f = M[row][col] / M[col][col];
+      for (let j = col; j < k; j++) M[row][j] -= f * M[col][j];
+      b[row] -= f * b[col];
+    }
+  }
+  const x = new Array(k).fill(0);
+  for (let row = k - 1; row >= 0; row--) {
+    let sum = b[row];
+    for (let j = row + 1; j < k; j++) sum -= M[row][j] * x[j];
+    x[row] = sum / M[row][row];
+  }
+  const coef = [0, 0, 0];
+  use.forEach((j, i) => { coef[j] = x[i]; });
+  return coef;
+}
+
+// drawing._crop_pass: a picture cropped close to its digit -> {image, touches} or null.
+// found: the first pass found a digit; then null when no border pixel differs from the plane by
+// more than MIN_CONTRAST and 4.5 noise sigmas of its level (no ink on the border).
+function cropPass(gray, width, height, found) {
+  const n = width * height;
+  const { plane, good, res } = borderBackground(gray, width, height);
+  const residual = new Float32Array(n);
+  for (let i = 0; i < n; i++) residual[i] = f32(gray[i] - plane[i]);
+  const sorted = Float32Array.from(sample(residual, width, height)).sort();
+  const inverted = -fromSorted(sorted, 1, false) > fromSorted(sorted, 99, false);
+  const scale = new Float32Array(n);
+  for (let i = 0; i < n; i++) scale[i] = Math.max(plane[i], f32(0.1));
+  const divide = inverted ? median(scale) : 1;
+  const ink = res.filter((_, i) => good[i]).map((x) => x / divide);
+  let sigma = 0;
+  if (ink.length >= 8) {
+    const mid = median64(ink);
+    sigma = 1.4826 * median64(ink.map((x) => Math.abs(x - mid)));
+  }
+  if (found) {    // no ink on the border (beyond MIN_CONTRAST and 4.5 sigmas of its level): not a crop
+    let j = 0, inked = false;
+    const floor = Math.max(MIN_CONTRAST, 4.5 * sigma);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        if (y === 0 || y === height - 1 || x === 0 || x === width - 1) {
+          if (Math.abs(res[j]) / Math.max(plane[y * width + x], f32(0.1)) > floor) inked = true;
+          j++;
+        }
+      }
+    }
+    if (!inked) return null;
+  }
+  const m = Math.max(4, pyRound(0.25 * Math.max(width, height)));
+  const W = width + 2 * m, H = height + 2 * m;
+  const padded = new Float32Array(W * H);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      padded[(y + m) * W + x + m] = inverted ? f32(-residual[i] / scale[i]) : residual[i];
+    }
+  }
+  const result = findDigit(padded, W, H, [0, sigma], { top: m, left: m, w: width, h: height }, 0.8);
+  if (result.image === null) return null;
+  const kept = new Uint8Array(n);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) kept[y * width + x] = result.kept[(y + m) * W + x + m];
+  // background pieces: 4-connected, at least max(2, 0.5 % of the picture) pixels
+  const seen = new Uint8Array(n), minPiece = Math.max(2, 0.005 * n);
+  let pieces = 0;
+  for (let start = 0; start < n; start++) {
+    if (kept[start] || seen[start]) continue;
+    let size = 0;
+    const stack = [start];
+    seen[start] = 1;
+    while (stack.length) {
+      const i = stack.pop(), x = i % width, y = (i - x) / width;
+      size++;
+      for (const j of [x > 0 ? i - 1 : -1, x < width - 1 ? i + 1 : -1, y > 0 ? i - width : -1, y < height - 1 ? i + width : -1]) {
+        if (j >= 0 && !kept[j] && !seen[j]) { seen[j] = 1; stack.push(j); }
+      }
+    }
+    if (size >= minPiece) pieces++;
+  }
+  let top = 0, bottom = 0, left = 0, right = 0;
+  for (let x = 0; x < width; x++) { top |= kept[x]; bottom |= kept[(height - 1) * width + x]; }
+  for (let y = 0; y < height; y++) { left |= kept[y * width]; right |= kept[y * width + width - 1]; }
+  const extent = Math.max(result.shape.height, result.shape.width);
+  if (pieces >= 2 || (result.threshold >= 0.3 && result.shape.stroke <= 0.45 * extent)) {
+    return { image: result.image, touches: top + bottom + left + right };
+  }
+  return null;
 }
 
 // (784) in [0, 1] -> normalised Float32Array for a (1, 1, 28, 28) tensor.
