@@ -21,6 +21,7 @@ loaded on first use.
 """
 
 import importlib
+import sys
 
 from . import settings
 from .settings import VERSION as __version__
@@ -43,13 +44,25 @@ SUBMODULES = (
 __all__ = ["__version__", "settings", "fast_mode", "figures_dir", "models_dir", "repo_root", *NAMES, *SUBMODULES]
 
 
-def __getattr__(name):
-    if name in SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in NAMES:
-        return getattr(importlib.import_module(f".{NAMES[name]}", __name__), name)
-    raise AttributeError(f"module 'mnist_course' has no attribute {name!r}")
+def lazy_modules(package: str):
+    """(__getattr__, __dir__) for a package whose modules load on first use (PEP 562). `package` is
+    the package's __name__; its SUBMODULES (module names) and NAMES ({attribute: module}, optional)
+    are read at each call. __dir__ lists them before their first use (tab completion)."""
+
+    def __getattr__(name):
+        module = sys.modules[package]
+        names = vars(module).get("NAMES", {})
+        if name in module.SUBMODULES:
+            return importlib.import_module(f".{name}", package)
+        if name in names:
+            return getattr(importlib.import_module(f".{names[name]}", package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        module = sys.modules[package]
+        return sorted(set(vars(module)) | set(module.__all__))
+
+    return __getattr__, __dir__
 
 
-def __dir__():  # the lazy modules too, so that tab completion lists them before their first use
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_modules(__name__)

@@ -3,17 +3,9 @@ pipelines scored on realistic pictures), ``latency`` (single-image rows), ``load
 under a bounded load test), ``calibrate`` (the not-sure threshold) and ``conditions`` (pictures as
 people take them: a dev part to tune on, a held-out part that only reports). Modules load on first use."""
 
-import importlib
+from .. import lazy_modules
 
 SUBMODULES = ("benchmark", "calibrate", "conditions", "latency", "load", "pictures")
 __all__ = list(SUBMODULES)
 
-
-def __getattr__(name):
-    if name in SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():  # the lazy modules too, so that tab completion lists them before their first use
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_modules(__name__)

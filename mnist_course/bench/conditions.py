@@ -252,23 +252,31 @@ def evaluate_part(part: Part, model, mean: float, std: float, X, y, n: int = 300
     return rows
 
 
-def conditions_section(parts=("dev", "held-out"), n: int = 300, model=None, info: dict | None = None,
-                       data=None, model_name: str = "cnn") -> dict:
-    """Score the course model (`model_name`, never trained here) on the chosen parts -> {"parts":
-    {name: note}, "n", "model", "model_path", "model_test_acc", "rows", "seconds"}."""
-    import time
-
+def scoring_setup(model=None, info: dict | None = None, data=None, model_name: str = "cnn"):
+    """What a scoring run needs -> (model, info, data, mean, std): the given model, or the course
+    model `model_name` (never trained here: FileNotFoundError when missing); the given MNISTData or
+    MNIST; the normalisation of `info`, else of the data."""
     from ..data import load_mnist
-    from ..utils import torch_threads
 
-    start = time.perf_counter()
     if model is None:
         from ..pretrained import load_course_model
 
         model, info = load_course_model(model_name, device="cpu", train_if_missing=False)
     info = info or {}
     data = load_mnist("mnist") if data is None else data
-    mean, std = info.get("mean", data.mean), info.get("std", data.std)
+    return model, info, data, info.get("mean", data.mean), info.get("std", data.std)
+
+
+def conditions_section(parts=("dev", "held-out"), n: int = 300, model=None, info: dict | None = None,
+                       data=None, model_name: str = "cnn") -> dict:
+    """Score the course model (`model_name`, never trained here) on the chosen parts -> {"parts":
+    {name: note}, "n", "model", "model_path", "model_test_acc", "rows", "seconds"}."""
+    import time
+
+    from ..utils import torch_threads
+
+    start = time.perf_counter()
+    model, info, data, mean, std = scoring_setup(model, info, data, model_name)
     X, y = data.X_test.numpy(), data.y_test.numpy()
     rows = []
     with torch_threads(1):

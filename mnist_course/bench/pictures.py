@@ -237,16 +237,10 @@ def benchmark_section(n_digits: int = 2000, n_blank: int = 500, seed: int = 0, m
     Returns {"n_digits", "n_blank", "seed", "model", "generate_s", "total_s", "rows", "pictures", "answers"}."""
     import time
 
-    from ..data import load_mnist
+    from .conditions import scoring_setup
 
     start = time.perf_counter()
-    if model is None:
-        from ..pretrained import load_course_model
-
-        model, info = load_course_model(model_name, device="cpu", train_if_missing=False)
-    info = info or {}
-    data = load_mnist("mnist") if data is None else data
-    mean, std = info.get("mean", data.mean), info.get("std", data.std)
+    model, info, data, mean, std = scoring_setup(model, info, data, model_name)
     pictures = picture_set(data.X_test.numpy(), data.y_test.numpy(), n_digits, n_blank, seed)
     generate_s = time.perf_counter() - start
     with torch_threads(1):
