@@ -61,8 +61,11 @@ if (what === "preprocess") {
   writeFileSync(output + ".bin", Buffer.from(images.buffer));
   writeFileSync(output + ".json", JSON.stringify(answers));
 } else {
-  const { probs, classes } = JSON.parse(readFileSync(input, "utf8"));
-  writeFileSync(output, JSON.stringify(probs.map((q) => { const r = p.judge(q, classes); return [r.status, r.reason]; })));
+  const { probs, classes, images } = JSON.parse(readFileSync(input, "utf8"));
+  writeFileSync(output, JSON.stringify(probs.map((q, i) => {
+    const r = p.judge(q, classes, p.NOT_SURE_BELOW, Float32Array.from(images[i]));
+    return [r.status, r.reason];
+  })));
 }
 """
 
@@ -190,7 +193,8 @@ def test_page_and_server_agree_on_random_strokes(course_cnn, tmp_path):
     if judged:
         page_probs[judged] = probabilities(model, page_images[judged], mean, std)
     (tmp_path / "probs.json").write_text(json.dumps({"probs": page_probs[judged].tolist(),
-                                                     "classes": list(drawing.CLASSES)}))
+                                                     "classes": list(drawing.CLASSES),
+                                                     "images": page_images[judged].reshape(len(judged), -1).tolist()}))
     run_node(node, tmp_path, "judge", "probs.json", "judged.json")
     page_judged = dict(zip(judged, json.loads((tmp_path / "judged.json").read_text())))
 
@@ -202,7 +206,7 @@ def test_page_and_server_agree_on_random_strokes(course_cnn, tmp_path):
 
     mismatches, counts, gaps = [], {}, [0.0]
     for i, pre in enumerate(server):
-        srv = answer(pre.blank, pre.reason, server_probs[i], None if pre.blank else drawing.judge(server_probs[i]))
+        srv = answer(pre.blank, pre.reason, server_probs[i], None if pre.blank else drawing.judge(server_probs[i], image=pre.image))
         web = answer(page[i]["blank"], page[i]["reason"], page_probs[i], page_judged.get(i))
         counts[srv[0]] = counts.get(srv[0], 0) + 1
         gap = 0.0 if pre.blank or page[i]["blank"] else float(np.abs(pre.image - page_images[i]).max())
@@ -218,5 +222,7 @@ def test_page_and_server_agree_on_random_strokes(course_cnn, tmp_path):
     assert share >= AGREE, (f"the page (preprocess.js) and the server (drawing.py) disagree on {len(mismatches)} "
                             f"of {len(cans)} stroke sets ({1 - share:.1%}; at most {1 - AGREE:.1%} allowed), "
                             "(status, reason, top class):\n" + "\n".join(mismatches))
+    thick = sum(not pre.blank and drawing.stroke_width(pre.image) > drawing.THICK_ABOVE for pre in server)
+    assert thick >= 5, f"only {thick} stroke sets have strokes thicker than THICK_ABOVE: its rule goes unchecked"
     assert counts.get("digit", 0) and counts.get("not sure", 0) and counts.get("no digit", 0), \
         f"the stroke sets do not give every answer ({counts}): the test would miss a kind of disagreement"

@@ -217,12 +217,12 @@ function session(model) {
   return sessions.get(model.name);
 }
 
-// The server's "not sure" rule (drawing.judge), with the threshold GET /models gives, if any.
-function decide(probs, model) {
+// The server's "not sure" rule (drawing.judge on the 28x28 input), with the threshold GET /models gives, if any.
+function decide(probs, model, image) {
   const classes = model.classes || CLASSES_FALLBACK;
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a]);
   const topk = order.slice(0, 3).map((i) => ({ label: classes[i], probability: probs[i] }));
-  const { status, reason } = judge(probs, classes, model.not_sure_below ?? NOT_SURE_BELOW);
+  const { status, reason } = judge(probs, classes, model.not_sure_below ?? NOT_SURE_BELOW, image);
   return { digit: status === "digit" ? classes[order[0]] : null, status, reason, topk };
 }
 
@@ -244,7 +244,7 @@ async function predictInBrowser() {
   const output = await sess.run({ [sess.inputNames[0]]: input });
   const modelMs = performance.now() - modelStart;
   const probs = softmax(output[sess.outputNames[0]].data);
-  return { ...base, ...decide(probs, model), probabilities: probs, inputSrc: imageUrl(pre.image), modelMs,
+  return { ...base, ...decide(probs, model, pre.image), probabilities: probs, inputSrc: imageUrl(pre.image), modelMs,
            totalMs: performance.now() - start };
 }
 

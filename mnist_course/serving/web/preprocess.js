@@ -307,7 +307,8 @@ export function gaussianFilter(img, width, height, sigma = 1.0) {
 }
 
 // drawing.estimate_background: the smooth background under the ink, a Float32Array (h*w). Flat (the
-// median) when at least half of the pixels lie within 2/255 of the median (a canvas drawing);
+// median) when at least half of the pixels lie within 2/255 of the median (a canvas drawing), or at
+// the border's median when 90 % of the border and a quarter of all pixels lie within 2/255 of it;
 // otherwise the median of 5x5 blocks of 16x16 tile medians, the ink replaced by the estimate twice.
 export function estimateBackground(gray, width, height, tiles = 16, window = 5, passes = 3) {
   const s = sample(gray, width, height);
@@ -315,6 +316,14 @@ export function estimateBackground(gray, width, height, tiles = 16, window = 5, 
   let near = 0;
   for (let i = 0; i < s.length; i++) if (Math.abs(f32(s[i] - level)) <= f32(2 / 255)) near++;
   if (near >= 0.5 * s.length) return new Float32Array(width * height).fill(level);
+  const border = [];      // rows 0 and h-1, then columns 0 and w-1, as drawing.py (corners twice)
+  for (const y of [0, height - 1]) for (let x = 0; x < width; x++) border.push(gray[y * width + x]);
+  for (const x of [0, width - 1]) for (let y = 0; y < height; y++) border.push(gray[y * width + x]);
+  const edge = median(border);
+  const within = (a) => { let k = 0; for (let i = 0; i < a.length; i++) if (Math.abs(f32(a[i] - edge)) <= f32(2 / 255)) k++; return k; };
+  if (within(border) >= 0.9 * border.length && within(s) >= 0.25 * s.length) {
+    return new Float32Array(width * height).fill(edge);     // thick ink covering most of a plain page
+  }
   const n = 4 * tiles;
   let small = resize(gray, width, height, n, n, "box");
   const cells = new Float32Array(tiles * tiles), block = new Float32Array(16);
@@ -453,6 +462,13 @@ export function structure(mask, width, height) {
            tilt: (Math.atan2(Math.abs(v0), Math.abs(v1)) * 180) / Math.PI };
 }
 
+// drawing._dark_ink (ink "auto"): the ink is dark when the residual's low tail (the `tail`
+// percentile) reaches further from 0 than its high tail (100 - `tail`).
+function darkInk(residual, width, height, tail) {
+  const sorted = Float32Array.from(sample(residual, width, height)).sort();
+  return -fromSorted(sorted, tail, false) > fromSorted(sorted, 100 - tail, false);
+}
+
 // gray (H*W) in [0, 1] -> {image: (28*28) Float32Array in [0, 1] | null, reason: null | why no digit}.
 export function preprocess(gray, width, height) {
   const n = width * height;
@@ -460,8 +476,7 @@ export function preprocess(gray, width, height) {
   const background = estimateBackground(gray, width, height);
   const residual = new Float32Array(n);
   for (let i = 0; i < n; i++) residual[i] = f32(gray[i] - background[i]);
-  const sortedResidual = Float32Array.from(sample(residual, width, height)).sort();
-  const inverted = -fromSorted(sortedResidual, 0.1, false) > fromSorted(sortedResidual, 99.9, false);
+  const inverted = darkInk(residual, width, height, 0.1);
   let diff = residual;
   if (inverted) {
     diff = new Float32Array(n);
@@ -645,11 +660,16 @@ function leastSquares(v, r, c, chosen) {
 // more than MIN_CONTRAST and 4.5 noise sigmas of its level (no ink on the border).
 function cropPass(gray, width, height, found) {
   const n = width * height;
+  if (found) {        // a flat border (a canvas): no ink on it
+    let lo = Infinity, hi = -Infinity;
+    for (let x = 0; x < width; x++) for (const y of [0, height - 1]) { const v = gray[y * width + x]; lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    for (let y = 0; y < height; y++) for (const x of [0, width - 1]) { const v = gray[y * width + x]; lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    if (hi - lo <= 1e-3) return null;
+  }
   const { plane, good, res } = borderBackground(gray, width, height);
   const residual = new Float32Array(n);
   for (let i = 0; i < n; i++) residual[i] = f32(gray[i] - plane[i]);
-  const sorted = Float32Array.from(sample(residual, width, height)).sort();
-  const inverted = -fromSorted(sorted, 1, false) > fromSorted(sorted, 99, false);
+  const inverted = darkInk(residual, width, height, 1);
   const scale = new Float32Array(n);
   for (let i = 0; i < n; i++) scale[i] = Math.max(plane[i], f32(0.1));
   const divide = inverted ? median(scale) : 1;
@@ -724,10 +744,35 @@ export function softmax(logits) {
   return e.map((v) => v / s);
 }
 
+// drawing.THICK_ABOVE / THICK_NOT_SURE_BELOW: strokes thicker than this need a surer model.
+export const THICK_ABOVE = 5.5;
+export const THICK_NOT_SURE_BELOW = 0.99;
+
+// drawing.stroke_width: (28*28) image -> twice the area of its pixels above 0.5 over the length of
+// their outline (those with a 4-neighbour outside, the image's edge counting as outside); 0 if none.
+export function strokeWidth(image, size = SIZE) {
+  let area = 0, outline = 0;
+  const ink = (x, y) => x >= 0 && y >= 0 && x < size && y < size && image[y * size + x] > 0.5;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      if (!ink(x, y)) continue;
+      area++;
+      if (!ink(x - 1, y) || !ink(x + 1, y) || !ink(x, y - 1) || !ink(x, y + 1)) outline++;
+    }
+  }
+  return outline ? (2 * area) / outline : 0;
+}
+
 // drawing.judge: (10) probabilities -> {status: "digit", reason: null}, or "not sure" with "4 or 9?"
-// when the top probability is below the threshold.
-export function judge(probs, classes, threshold = NOT_SURE_BELOW) {
+// when the top probability is below the threshold (at least THICK_NOT_SURE_BELOW when `image`, the
+// 28x28 model input, has strokes thicker than THICK_ABOVE).
+export function judge(probs, classes, threshold = NOT_SURE_BELOW, image = null) {
+  const thick = image !== null && strokeWidth(image) > THICK_ABOVE;
+  if (thick) threshold = Math.max(threshold, THICK_NOT_SURE_BELOW);
   const order = Array.from(probs, (p, i) => i).sort((a, b) => probs[b] - probs[a]);
-  if (probs[order[0]] < threshold) return { status: "not sure", reason: `${classes[order[0]]} or ${classes[order[1]]}?` };
+  if (probs[order[0]] < threshold) {
+    const why = thick ? " (very thick strokes: use a thinner pen or write larger)" : "";
+    return { status: "not sure", reason: `${classes[order[0]]} or ${classes[order[1]]}?${why}` };
+  }
   return { status: "digit", reason: null };
 }
