@@ -164,13 +164,21 @@ def load_state(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(
-            f"{path} contains objects other than tensors and plain data, so it was NOT loaded "
-            f"(it could run arbitrary code). Only load checkpoints you trust. Details: {e}") from e
-    except (EOFError, RuntimeError, OSError) as e:
-        raise CheckpointError(
-            f"{path} is empty, truncated or not a training state ({type(e).__name__}: {str(e)[:200]}); it cannot "
-            "be resumed: start a new run in another folder (or delete this one).") from e
+        if "GLOBAL" in str(e):  # a class or function to import and call: what a malicious pickle needs
+            raise UnsafeCheckpointError(
+                f"{path} contains objects other than tensors and plain data, so it was NOT loaded "
+                f"(it could run arbitrary code). Only load checkpoints you trust. Details: {e}") from e
+        raise _state_error(path, e) from e  # random bytes, another format: damaged, not dangerous
+    except Exception as e:  # torch.load on a damaged file raises almost anything (EOFError, KeyError, ...)
+        raise _state_error(path, e) from e
+
+
+def _state_error(path: Path, e: Exception) -> CheckpointError:
+    """The CheckpointError for a training state that torch.load could not read (e: what it raised)."""
+    detail = next((line.strip() for line in str(e).splitlines() if "Unsupported" in line), str(e).strip())
+    return CheckpointError(
+        f"{path} is empty, truncated or not a training state ({type(e).__name__}: {detail[:200]}); it cannot "
+        "be resumed: start a new run in another folder (or delete this one).")
 
 
 def prepare_run_dir(path: str | os.PathLike, resume: bool = False) -> Path:
