@@ -172,3 +172,34 @@ def test_constant_columns_become_one_sentence():
     text = RM.markdown_table({"results": rows})
     assert text.startswith("All 2 numbers: dataset mnist, full mode, seed 0, on m.")
     assert "| Notebook | Result | Value | Date |" in text
+
+
+def _row(part, kind, value, polarity, right, cw, no_digit=0.0):
+    from mnist_course.bench.conditions import Condition
+
+    return {"part": part, "condition": Condition(kind, value).name, "kind": kind, "value": value,
+            "polarity": polarity, "n": 300, "right": right, "not_sure": 1 - right - cw - no_digit,
+            "no_digit": no_digit, "confident_wrong": cw}
+
+
+def test_the_pictures_block_names_the_rows_out_of_scope_from_the_held_out_part(tmp_path):
+    # Rejects a summary that reads the dev part (tuned on), drops a row under 95 % right or hides a
+    # row over the 1 % confident-wrong goal.
+    rows = [_row("dev", "tight", 16, "dark", 0.10, 0.50),
+            *(_row("held-out", "tight", 20, p, r, 0.003) for p, r in (("dark", 0.993), ("light", 0.987))),
+            *(_row("held-out", "thumb", 6, p, r, 0.013) for p, r in (("dark", 0.84), ("light", 0.867))),
+            *(_row("held-out", "margin", 5, p, 0.99, 0.0) for p in ("dark", "light")),
+            _row("held-out", "blank", "noise", "dark", 0.0, 0.0, no_digit=0.997)]
+    section = {"n": 300, "model": "cnn", "rows": rows}
+    root = _copy_pages(tmp_path)
+    (root / "results" / "benchmark.json").write_text(json.dumps({"pictures": {"conditions": section}}))
+    readme = root / "README.md"
+    assert _check(root) == 1            # the README's block still says what the old report gave
+    assert RM.main(["--root", str(root), "--results", str(root / "results" / "results.json"), "--benchmark",
+                    str(root / "results" / "benchmark.md"), "--update"]) == 0
+    block = readme.read_text().split(RM.PICTURES_START)[1].split(RM.PICTURES_END)[0]
+    assert "tight crops (20 px): 98.7% to 99.3% right, at most 0.3% confidently wrong" in block
+    assert "**out of scope**: 6x6 thumbnail scaled up to 48 px: 84.0% (dark) / 86.7% (light) right" in block
+    assert "above the 1 % goal: 6x6 thumbnail scaled up to 48 px (dark): 1.3%" in block
+    assert "every digit row in scope: at least 98.7% right" in block and "99.7% \"no digit\"" in block
+    assert "10.0%" not in block and "50.0%" not in block          # the dev row stays out

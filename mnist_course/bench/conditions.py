@@ -318,3 +318,44 @@ def describe(section: dict) -> str:
             + f"; up to {section['n']} pictures a row, {section.get('seconds', 0):.0f} s. Goals: right >= 97 % on "
             "tight crops of 16 px and more, confident wrong <= 1 % on every row, \"no digit\" >= 99 % on "
             "no-digit rows. The held-out part reports only: nothing is chosen on it.")
+
+
+SCOPE_RIGHT = 0.95   # a digit row under this share right is out of scope: the README names it
+
+
+def summary(section: dict, part: str = "held-out") -> str:
+    """A few sentences for the README from a scored section (:func:`conditions_section`) -> markdown:
+    `part`'s tight-crop rows (right, confident wrong), the rows out of scope (under SCOPE_RIGHT right,
+    with their figures), every row over the confident-wrong goal, and the no-digit rows."""
+    rows = [r for r in section["rows"] if r["part"] == part]
+    if not rows:
+        return f"No {part} rows in the last benchmark run: run `make benchmark`."
+
+    def figures(group, key):
+        return " / ".join(f"{_pct(r[key])} ({r['polarity']})" for r in group)
+
+    tight = [r for r in rows if r["kind"] == "tight"]
+    digits = [r for r in rows if r["kind"] != "blank"]
+    blank = [r for r in rows if r["kind"] == "blank"]
+    out = list(dict.fromkeys(r["condition"] for r in digits if r["right"] < SCOPE_RIGHT))
+    lines = [f"Measured on the {part} part of the benchmark ({section['n']} pictures a row, dark ink on "
+             f"light and light on dark; course {section['model']}):"]
+    if tight:
+        lines.append(f"- tight crops ({', '.join(dict.fromkeys(str(r['value']) for r in tight))} px): "
+                     f"{_pct(min(r['right'] for r in tight))} to {_pct(max(r['right'] for r in tight))} right, "
+                     f"at most {_pct(max(r['confident_wrong'] for r in tight))} confidently wrong;")
+    inside = [r for r in digits if r["condition"] not in out]
+    if inside:
+        lines.append(f"- every digit row in scope: at least {_pct(min(r['right'] for r in inside))} right;")
+    for name in out:
+        group = [r for r in digits if r["condition"] == name]
+        lines.append(f"- **out of scope**: {name}: {figures(group, 'right')} right, "
+                     f"{figures(group, 'confident_wrong')} confidently wrong, the rest \"not sure\" or \"no digit\";")
+    over = [r for r in rows if r["confident_wrong"] > GOALS["confident_wrong"]]
+    lines.append("- confidently wrong: at most 1 % on every row." if not over else
+                 "- confidently wrong above the 1 % goal: " + "; ".join(
+                     f"{r['condition']} ({r['polarity']}): {_pct(r['confident_wrong'])}" for r in over) + ".")
+    if blank:
+        lines.append(f"- pictures without a digit (empty page, noise, texture): at least "
+                     f"{_pct(min(r['no_digit'] for r in blank))} \"no digit\".")
+    return "\n".join(lines)
