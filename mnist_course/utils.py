@@ -6,12 +6,15 @@ variables live in :mod:`mnist_course.settings` (re-exported here for the noteboo
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +50,51 @@ def progress_enabled() -> bool:
 
 def progress(iterable=None, **kwargs):
     """A tqdm.auto progress bar that honours the course's own switch (tqdm ignores TQDM_DISABLE
-    inside a kernel). Takes the same arguments as tqdm."""
+    inside a kernel). Takes the same arguments as tqdm; leave=False unless given.
+
+    In a notebook, a finished bar (closed, also when its loop stopped early or failed) turns into
+    its last line as plain text, e.g. "epoch 1: 100%|██████████| 938/938 [00:02<00:00, 402.1it/s]":
+    a saved notebook then holds no widget whose model is gone, which a reloaded page or a reopened
+    notebook would show as "Error displaying widget: model not found"."""
     from tqdm.auto import tqdm
 
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("leave", False)
-    return tqdm(iterable, **kwargs)
+    if kwargs["disable"] or not _is_notebook_bar(tqdm):
+        return tqdm(iterable, **kwargs)
+    return _saved_bar_class(tqdm)(iterable, **kwargs)
+
+
+def _is_notebook_bar(cls) -> bool:
+    """Whether tqdm.auto chose the widget bar (inside a Jupyter kernel with ipywidgets)."""
+    return any(base.__module__ == "tqdm.notebook" for base in cls.__mro__)
+
+
+@functools.cache
+def _saved_bar_class(base):
+    """`base` (tqdm.auto's widget bar) displayed with a display handle; when the bar closes, the
+    display is updated to the bar's last line as text/plain and its widgets are closed."""
+
+    class SavedBar(base):
+        def __init__(self, *args, **kwargs):
+            from IPython.display import display
+
+            super().__init__(*args, **{**kwargs, "display": False})  # tqdm's own display has no handle
+            self.handle = None
+            if not self.disable:
+                self.handle = display(self.container, display_id=True)
+                self.displayed = True  # so that tqdm never displays it a second time (delay=...)
+
+        def close(self):
+            if self.disable:  # silenced, or closed already
+                return
+            super().close()
+            if self.handle is not None:
+                self.handle.update({"text/plain": self.format_meter(**self.format_dict)}, raw=True)
+                for widget in (*self.container.children, self.container):
+                    widget.close()
+
+    return SavedBar
 
 
 def seed_everything(seed: int) -> int:
@@ -169,46 +211,101 @@ def describe_environment() -> str:
     return " | ".join(parts)
 
 
-_PAPERMILL_HINT = {
-    "FAST": "with papermill use -p FAST True or -p FAST False (capital T/F), or -y 'FAST: false'",
-    "SEED": "with papermill use -p SEED 1",
-    "DATASET": "with papermill use -p DATASET fashion",
-    "SOLVE": "with papermill use -p SOLVE True (capital T)",
-    "FIGURES": "a folder name, e.g. -p FIGURES build/my-figures",
-    "RESULTS": "a file name, e.g. -p RESULTS build/my-results.json",
+class ParameterError(ValueError):
+    """A notebook parameter with a wrong value. A notebook shows only its one-line message (what is
+    wrong and how to pass a good value), not a traceback through the library."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for how an exception is shown
+        return [f"{type(self).__name__}: {self}"]
+
+
+@dataclass(frozen=True)
+class ParameterRule:
+    """What one notebook parameter must be: `want` says it in words ("a whole number >= 1"),
+    `ok(value) -> bool` checks it, `hint` shows how to pass a good value with papermill."""
+
+    want: str
+    ok: Callable[[object], bool]
+    hint: str
+
+
+def _is_whole(value) -> bool:
+    """An int (NumPy's too), not a bool: papermill passes `-p X 3` as 3 and `-p X 3.0` as 3.0."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    """A finite int or float, not a bool (papermill passes `-p X nan` as the float nan)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def _dataset_ok(value) -> bool:
+    from .data import canonical_name
+
+    try:
+        return isinstance(value, str) and bool(canonical_name(value))
+    except ValueError:
+        return False
+
+
+def _whole(name: str, minimum: int, example: int, none_means: str | None = None) -> ParameterRule:
+    """A whole number >= minimum (or None, meaning `none_means`, when that is given)."""
+    want = f"a whole number >= {minimum}" + (f", or None ({none_means})" if none_means else "")
+    hint = f"with papermill use -p {name} {example}" + (f", or -p {name} None" if none_means else "")
+    return ParameterRule(want, lambda v: (none_means is not None and v is None) or (_is_whole(v) and v >= minimum),
+                         hint)
+
+
+def _number(name: str, want: str, within: Callable[[float], bool], example: float) -> ParameterRule:
+    """A finite number for which within(value) holds."""
+    return ParameterRule(want, lambda v: _is_number(v) and within(v), f"with papermill use -p {name} {example}")
+
+
+_EPOCHS = "the notebook's default for fast or full mode"
+
+# Every parameter a notebook declares in its `parameters` cell, by name: tests/test_parameters.py
+# fails when a notebook declares one without a rule here.
+PARAMETERS: dict[str, ParameterRule] = {
+    "SEED": ParameterRule("a non-negative whole number", lambda v: _is_whole(v) and v >= 0,
+                          "with papermill use -p SEED 1"),
+    "FAST": ParameterRule("True or False (or None: follow $MNIST_COURSE_FAST)",
+                          lambda v: v is None or isinstance(v, (bool, np.bool_)),
+                          "with papermill use -p FAST True or -p FAST False (capital T/F), or -y 'FAST: false'"),
+    "DATASET": ParameterRule("'mnist' or 'fashion'", _dataset_ok, "with papermill use -p DATASET fashion"),
+    "SOLVE": ParameterRule("True (fill every exercise with its reference solution) or False",
+                           lambda v: isinstance(v, (bool, np.bool_)), "with papermill use -p SOLVE True (capital T)"),
+    "FIGURES": ParameterRule("a path (relative paths are taken from the repository root) or None",
+                             lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ""),
+                             "a folder name, e.g. -p FIGURES build/my-figures"),
+    "RESULTS": ParameterRule("a path (relative paths are taken from the repository root) or None",
+                             lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ""),
+                             "a file name, e.g. -p RESULTS build/my-results.json"),
+    "CPU_THREADS": _whole("CPU_THREADS", 1, 2, none_means="the libraries' default number of threads"),
+    "NUM_EPOCHS": _whole("NUM_EPOCHS", 1, 3, none_means=_EPOCHS),
+    "STUDY_EPOCHS": _whole("STUDY_EPOCHS", 1, 2, none_means=_EPOCHS),
+    "BEST_EPOCHS": _whole("BEST_EPOCHS", 1, 2, none_means=_EPOCHS),
+    "BATCH_SIZE": _whole("BATCH_SIZE", 1, 128),
+    "HIDDEN": _whole("HIDDEN", 1, 256),
+    "LR": _number("LR", "a number > 0 (the learning rate)", lambda x: x > 0, 0.05),
+    "LR_DECAY": _number("LR_DECAY", "a number > 0 and <= 1 (lr is multiplied by it after every epoch)",
+                        lambda x: 0 < x <= 1, 0.8),
+    "MOMENTUM": _number("MOMENTUM", "a number >= 0 and < 1", lambda x: 0 <= x < 1, 0.9),
+    "TARGET_ACC": _number("TARGET_ACC", "a fraction > 0 and <= 1 (0.92 for 92 %)", lambda x: 0 < x <= 1, 0.92),
 }
 
 
 def check_parameters(**params) -> None:
-    """Raise ValueError, saying how to fix it, when a notebook parameter has the wrong type:
-    SEED a non-negative int, FAST True/False/None, DATASET 'mnist'/'fashion', FIGURES/RESULTS a path or
-    None. Other names are not checked. (papermill passes `-p FAST false` as the *string* "false".)"""
+    """Raise ParameterError (a ValueError) in one line saying what is wrong and how to pass a good
+    value with papermill, when a notebook parameter breaks its rule in PARAMETERS (SEED a
+    non-negative int, FAST True/False/None, CPU_THREADS a whole number >= 1 or None, ...). Names
+    without a rule are not checked. (papermill passes `-p FAST false` as the *string* "false" and
+    `-p CPU_THREADS -1` as the int -1.)"""
     for name, value in params.items():
-        hint = _PAPERMILL_HINT.get(name)
-        if name == "FAST":
-            ok = value is None or isinstance(value, (bool, np.bool_))
-            want = "FAST must be True or False (or None: follow $MNIST_COURSE_FAST)"
-        elif name == "SEED":
-            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0
-            want = "SEED must be a non-negative whole number"
-        elif name == "DATASET":
-            from .data import canonical_name
-
-            try:
-                ok = isinstance(value, str) and bool(canonical_name(value))
-            except ValueError:
-                ok = False
-            want = "DATASET must be 'mnist' or 'fashion'"
-        elif name == "SOLVE":
-            ok = isinstance(value, (bool, np.bool_))
-            want = "SOLVE must be True (fill every exercise with its reference solution) or False"
-        elif name in ("FIGURES", "RESULTS"):
-            ok = value is None or (isinstance(value, (str, os.PathLike)) and str(value) != "")
-            want = f"{name} must be a path (relative paths are taken from the repository root) or None"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{want}; got {value!r} ({type(value).__name__}). {hint}.")
+        rule = PARAMETERS.get(name)
+        if rule is not None and not rule.ok(value):
+            hint = rule.hint[0].upper() + rule.hint[1:]
+            raise ParameterError(f"{name} must be {rule.want}; got {value!r} ({type(value).__name__}). {hint}.")
 
 
 def setup_notebook(seed: int = 0, fast: bool | None = None, figures: str | os.PathLike | None = None,
@@ -220,9 +317,11 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, figures: str | os.Pa
     docstring: a private run folder under build/ unless this is the recorded course run; relative
     paths are taken from the repository root, not the current directory). dataset=None takes the
     calling notebook's DATASET parameter ("mnist" when it has none); it is stored with every number
-    results.record(...) writes, with the seed and mode. Wrong types (papermill's `-p FAST false`
-    is the string "false") raise ValueError. Prints one line saying what was chosen and where
-    outputs go, and returns the mode (True for fast).
+    results.record(...) writes, with the seed and mode. The calling notebook's other parameters
+    (CPU_THREADS, NUM_EPOCHS, ... : every name in PARAMETERS found among its globals) are checked
+    too: a wrong value (papermill's `-p FAST false` is the string "false", `-p CPU_THREADS -1` the
+    int -1) raises ParameterError before anything is applied. Prints one line saying what was chosen
+    and where outputs go, and returns the mode (True for fast).
     """
     import inspect
 
@@ -230,8 +329,8 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, figures: str | os.Pa
     caller = frame.f_back.f_globals if frame is not None and frame.f_back is not None else {}
     if dataset is None:
         dataset = caller.get("DATASET", "mnist")
-    check_parameters(SEED=seed, FAST=fast, FIGURES=figures, RESULTS=results, DATASET=dataset,
-                     **({"SOLVE": caller["SOLVE"]} if "SOLVE" in caller else {}))
+    given = {"SEED": seed, "FAST": fast, "FIGURES": figures, "RESULTS": results, "DATASET": dataset}
+    check_parameters(**given, **{name: caller[name] for name in PARAMETERS if name in caller and name not in given})
     if progress is not None and not isinstance(progress, bool):
         raise ValueError(f"progress must be True, False or None; got {progress!r}.")
     from .data import canonical_name

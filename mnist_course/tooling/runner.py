@@ -12,8 +12,8 @@ notebooks/, whatever the caller's directory. Figures and numbers go where mnist_
 only --record (full mode) writes the tracked figures/ and results/results.json.
 
 Parameters are checked before anything runs: a name that none of the chosen notebooks declares in
-its `parameters` cell is an error (plain papermill only warns), and FAST, SEED, DATASET, FIGURES and
-RESULTS must have the right type (`-p FAST false` is the string "false": write `-p FAST False`).
+its `parameters` cell is an error (plain papermill only warns), and every value must keep its rule in
+utils.PARAMETERS (`-p FAST false` is the string "false": write `-p FAST False`; `-p CPU_THREADS 0` is refused).
 A parameter that only some notebooks declare is passed to those only.
 
 Two runs at once would overwrite each other's executed notebooks and mix their numbers in one
