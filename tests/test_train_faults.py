@@ -1,4 +1,4 @@
-"""mnist-course train under faults (issue 19, items 6-8): two trainings into one --out, a full disk, a
+"""mnist-course train under faults: two trainings into one --out, a full disk, a
 read-only folder, and damaged files in a run folder. Each ends in one clear line and a non-zero exit,
 never a traceback, and the last finished epoch stays resumable."""
 
