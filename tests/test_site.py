@@ -1,5 +1,6 @@
 """The static website (`make site`, mnist_course.tooling.site): built from a fast-mode run of the course and
 read in Debian's Chromium (Playwright, file:// pages, every request outside file:// refused).
+Hostile notebooks (scripts, handlers, frames in Markdown and outputs) are tests/test_site_sanitise.py's.
 
 The run: the one tests/test_notebooks.py keeps in build/test/fast-run/ (CI runs that test first);
 when it is missing, this test runs the fast course itself into a temporary folder (it never skips
@@ -56,7 +57,14 @@ PAGE_FACTS = """() => {
     return c.textContent;
   }).join('\\n');
   const maths = [...document.querySelectorAll('math')];
+  const runs = [...document.body.querySelectorAll('script, iframe, frame, object, embed, form')].map(e => `<${e.tagName.toLowerCase()}>`);
+  for (const e of document.body.querySelectorAll('*')) {
+    for (const a of e.attributes) {
+      if (a.name.startsWith('on') || /^\\s*(javascript|vbscript):/i.test(a.value)) runs.push(`<${e.tagName.toLowerCase()} ${a.name}>`);
+    }
+  }
   return {
+    runs,
     title: document.title,
     images: [...document.querySelectorAll('img')].map(i => ({src: i.getAttribute('src').slice(0, 80),
                                                            ok: i.complete && i.naturalWidth > 0})),
@@ -152,6 +160,7 @@ def check_site(site: Path, notebooks: Path, shots: Path | None = None) -> dict:
                 problems += [f"{where} broken link {why}" for href in facts["links"]
                              if (why := _link_problem(path, href, ids))]
                 problems += [f"{where} loads from outside the site: {a}" for a in facts["offsite"]]
+                problems += [f"{where} could run script: {facts['runs'][:5]}"] if facts["runs"] else []
                 for text in facts["outputs"]:
                     # an exception's traceback (an error output, or one printed to stderr); notebook 08
                     # prints error *messages* on purpose, which are fine
@@ -287,6 +296,9 @@ def _damage(site: Path, how: str) -> str:
         page.write_text(text.replace(
             "</head>", '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script></head>', 1))
         return "loads from outside the site"
+    if how == "script":  # what a notebook's HTML did before the site sanitised it
+        page.write_text(text.replace("<main>", '<main><img src="figures/x.png" onerror="document.title=1">', 1))
+        return "could run script"
     if how == "fold":
         page.write_text(re.sub(r"(<details[^>]*><summary>.*?</summary>)", r"\1</details><div>", text, count=1, flags=re.S))
         return "is empty"
@@ -294,7 +306,8 @@ def _damage(site: Path, how: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["figure", "image", "heading-math", "link", "math", "notebook", "error", "cdn", "fold"])
+@pytest.mark.parametrize("how", ["figure", "image", "heading-math", "link", "math", "notebook", "error", "cdn", "fold",
+                                 "script"])
 def test_check_site_rejects_a_damaged_site(built_site, fast_run, tmp_path, how):
     _need_chromium()
     site = tmp_path / "site"

@@ -20,12 +20,19 @@ piece is made static:
 - the drawing pad (or any other widget, which needs a live kernel): a static picture from the
   run's figures and one line on how to run it live;
 - exercises: the stub cell without outputs, then its hint and the reference solution folded away.
+
+Everything a notebook brings is untrusted: the HTML of every Markdown cell, raw cell and output
+(text/html, text/markdown, highlighted code) goes through `sanitise_html` (nh3, the Rust
+sanitiser ammonia, with the allow-list below: text, tables, figures, folds, MathML, code classes;
+no script, event handler, frame, form, style sheet or javascript: link), page titles are escaped
+text, and `check_page` refuses a built page in which a script, handler or frame survived.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import html
 import inspect
 import re
@@ -33,6 +40,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 from ..settings import repo_root
@@ -74,6 +82,112 @@ class SiteError(Exception):
     """The site cannot be built; the message says why and what to run."""
 
 
+# ----------------------------------------------------------------------------- sanitising
+
+# The allow-list: what the course's pages contain (checked by building the site from a real run
+# before and after sanitising, and diffing what went), nothing that runs or loads on its own.
+HTML_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", "colgroup", "dd", "del", "details",
+    "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+    "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "section", "small", "span", "strong", "sub",
+    "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var", "wbr",
+}
+# MathML Core (what latex2mathml writes, and more); not annotation-xml (it may hold HTML) nor maction.
+MATHML_TAGS = {
+    "math", "semantics", "annotation", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
+    "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle", "msub",
+    "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder", "munderover", "none",
+}
+MATHML_ATTRIBUTES = {
+    "accent", "accentunder", "columnalign", "columnlines", "columnspacing", "columnspan", "depth", "display",
+    "displaystyle", "encoding", "fence", "form", "frame", "framespacing", "height", "largeop", "linethickness",
+    "lspace", "mathvariant", "maxsize", "minsize", "movablelimits", "notation", "rowalign", "rowlines",
+    "rowspacing", "rowspan", "rspace", "scriptlevel", "separator", "stretchy", "symmetric", "voffset", "width",
+}
+ATTRIBUTES = {
+    "*": {"class", "id", "title", "lang", "dir"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "ol": {"start", "type"},
+    "td": {"colspan", "rowspan", "style"}, "th": {"colspan", "rowspan", "style", "scope"},
+    "tr": {"style"}, "col": {"span"}, "colgroup": {"span"},
+    "math": MATHML_ATTRIBUTES | {"xmlns"},
+    **{tag: MATHML_ATTRIBUTES for tag in MATHML_TAGS - {"math"}},
+}
+STYLE_PROPERTIES = {"text-align", "vertical-align"}  # Markdown and pandas tables align their cells
+URL_SCHEMES = {"http", "https", "mailto", "data"}    # data: only for pictures (see _allowed_attribute)
+DATA_PICTURE = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
+# Removed with everything inside them (other tags not allowed lose the tag and keep their text).
+DROPPED_WITH_CONTENT = {"script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "noscript",
+                        "noembed", "noframes", "template", "textarea", "select", "svg", "title", "xmp"}
+
+
+def _allowed_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """nh3's attribute filter: data: URLs only as a picture's src; style values without functions
+    (url(), expression()) or escapes. Returns the value to keep, or None to drop the attribute."""
+    if attribute in ("href", "src") and value.strip().lower().startswith("data:"):
+        return value if tag == "img" and attribute == "src" and DATA_PICTURE.match(value.strip()) else None
+    if attribute == "style" and re.search(r"[(\\]", value):
+        return None
+    return value
+
+
+@functools.cache
+def _cleaner():
+    try:
+        import nh3
+    except ImportError:
+        raise SiteError("the site needs nh3 (the HTML sanitiser): pip install -e . or pip install nh3") from None
+    return nh3.Cleaner(tags=HTML_TAGS | MATHML_TAGS, clean_content_tags=DROPPED_WITH_CONTENT, attributes=ATTRIBUTES,
+                       attribute_filter=_allowed_attribute, url_schemes=URL_SCHEMES, link_rel=None,
+                       filter_style_properties=STYLE_PROPERTIES, strip_comments=True)
+
+
+def sanitise_html(fragment) -> str:
+    """An HTML fragment from a notebook (str, or bytes in UTF-8) -> the same fragment keeping only the
+    allow-listed tags and attributes (HTML_TAGS, MATHML_TAGS, ATTRIBUTES): no script, event handler,
+    frame, form, style sheet, javascript: or non-picture data: URL."""
+    text = fragment.decode() if isinstance(fragment, bytes) else str(fragment)
+    return _cleaner().clean(text)
+
+
+class _PageScan(HTMLParser):
+    """Collects what in a built page's <body> could run or load by itself (see check_page)."""
+
+    RUNS = {"script", "iframe", "frame", "object", "embed", "applet", "form", "base", "meta", "link", "style",
+            "svg", "annotation-xml"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.in_body, self.found = False, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body":
+            self.in_body = True
+        if not self.in_body:
+            return
+        if tag in self.RUNS:
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            url = re.sub(r"[\x00-\x20]", "", value or "").lower()
+            if name.startswith("on") or url.startswith(("javascript:", "vbscript:")) or (
+                    url.startswith("data:") and not (tag == "img" and name == "src")):
+                self.found.append(f"<{tag} {name}=...>")
+
+
+def check_page(text: str, name: str) -> None:
+    """SiteError when the body of the built page `text` (named `name` in the message) still holds a
+    script, event handler, frame, form, style sheet or javascript:/data: link: a hole in the
+    sanitising (in site.py or its template), never something a notebook should be able to cause."""
+    scan = _PageScan()
+    scan.feed(text)
+    scan.close()
+    if scan.found:
+        raise SiteError(f"{name} would run or load something from its notebook ({', '.join(scan.found[:5])}): "
+                        "the site builder let it through its sanitiser; report this as a bug in "
+                        "mnist_course/tooling/site.py")
+
+
 # ----------------------------------------------------------------------------- math and HTML
 
 
@@ -94,12 +208,14 @@ def latex_to_mathml(latex: str, display: bool) -> str:
 
 
 def exporter():
-    """nbconvert's HTMLExporter with the site's template: math becomes MathML, no CDN scripts."""
+    """nbconvert's HTMLExporter with the site's template: math becomes MathML, no CDN scripts, the
+    notebook's HTML sanitised (sanitise_html). SiteError when latex2mathml or nh3 is missing."""
     try:
         import latex2mathml  # noqa: F401
     except ImportError:
         raise SiteError("the site needs latex2mathml (LaTeX -> MathML at build time): "
-                        "pip install -e '.[dev]' or pip install latex2mathml") from None
+                        "pip install -e . or pip install latex2mathml") from None
+    _cleaner()  # SiteError now, not halfway through the first page
     from jinja2 import pass_context
     from nbconvert import HTMLExporter
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
@@ -132,7 +248,10 @@ def exporter():
                 **self.lexer_options)
             return MarkdownWithMath(renderer=renderer).render(source)
 
+    # sanitize_html=True routes every Markdown cell, raw cell, HTML/Markdown output and highlighted
+    # input through the template's clean_html filter, which is ours (nh3) instead of nbconvert's bleach.
     return SiteExporter(template_name="lab", template_file="page.html.j2", extra_template_paths=[str(TEMPLATES)],
+                        sanitize_html=True, filters={"clean_html": sanitise_html},
                         embed_images=False)  # True re-parses HTML blocks and closes an open <details> at once
 
 
@@ -339,8 +458,10 @@ def prepare_output(output: Path) -> None:
     (output / MARKER).write_text("built by mnist-course site; replaced by the next build\n")
 
 
-def render(exp, nb, resources: dict) -> str:
+def render(exp, nb, resources: dict, name: str = "the page") -> str:
+    """The HTML page of notebook `nb` (SiteError, via check_page, if anything that runs survived)."""
     body, _ = exp.from_notebook_node(nb, resources=resources)
+    check_page(body, name)
     return body
 
 
@@ -450,7 +571,7 @@ def build_site(notebooks: Path, output: Path, figures: Path, results_file: Path,
         nb.metadata["title"] = f"{page.title} · mnist-course"
         resources = {"site": {"nav": _nav(pages, i), "banner": _fast_banner(page.results)}}
         target = output / page.href
-        target.write_text(render(exp, nb, resources))
+        target.write_text(render(exp, nb, resources, page.href))
         written.append(target)
     all_entries = [e for p in pages for e in p.results]
     for name, title, text in [
@@ -460,7 +581,7 @@ def build_site(notebooks: Path, output: Path, figures: Path, results_file: Path,
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)], metadata={"title": title})
         resources = {"site": {"nav": _nav(pages, None), "banner": ""}}
         target = output / name
-        target.write_text(render(exp, nb, resources))
+        target.write_text(render(exp, nb, resources, name))
         written.append(target)
     stale = [p.source.name for p in pages if p.stale]
     if stale:
