@@ -240,10 +240,68 @@ def _sample(a: np.ndarray, n: int = 20_000) -> np.ndarray:
     return a[::k, ::k]
 
 
+# Order statistics, exactly as np.median and np.percentile (linear) give them, but fast on a canvas:
+# when more than half of the values are one value c (the background), the median is c and only the
+# values below and above c are partitioned for a percentile.
+
+def _majority(flat: np.ndarray):
+    """The value that more than half of the 1-D array `flat` holds exactly (then its median), else None."""
+    if flat.size == 0:
+        return None
+    probe = np.sort(flat[:: max(1, flat.size // 63)])
+    c = probe[len(probe) // 2]
+    return c if 2 * np.count_nonzero(flat == c) > flat.size else None
+
+
+def _median(a: np.ndarray) -> float:
+    """float(np.median(a)) of an array."""
+    c = _majority(a.ravel())
+    return float(np.median(a)) if c is None else float(c)
+
+
+def _percentile(a: np.ndarray, q):
+    """np.percentile(a, q) of an array, q a float or a list of floats, with the same value and dtype."""
+    flat = a.ravel()
+    c = _majority(flat)
+    if c is None:
+        return np.percentile(a, q)
+    n = flat.size
+    below, above = flat[flat < c], flat[flat > c]
+    first_above = n - len(above)
+
+    def kth(k: int):                        # the k-th smallest value
+        if k < len(below):
+            return np.partition(below, k)[k]
+        if k >= first_above:
+            return np.partition(above, k - first_above)[k - first_above]
+        return c
+
+    def one(quantile, weak: bool):          # numpy's linear interpolation, step by step
+        virtual = (n - 1) * quantile
+        if virtual >= n - 1:
+            low = high = n - 1
+        elif virtual < 0:
+            low = high = 0
+        else:
+            low = int(np.floor(virtual))
+            high = low + 1
+        t = float(virtual - low) if weak else np.float64(virtual - low)
+        a, b = kth(low), kth(high)
+        return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+
+    quantiles = np.true_divide(q, 100)
+    if type(q) in (int, float):
+        return one(quantiles, True)
+    return np.array([one(x, False) for x in quantiles.ravel()]).reshape(quantiles.shape)
+
+
 def _mad_sigma(a: np.ndarray) -> tuple[float, float]:
     """(median, robust standard deviation 1.4826 x the median absolute deviation) of an array
     (estimated on a regular sample of about 20,000 pixels)."""
     a = _sample(a)
+    c = _majority(a.ravel())
+    if c is not None:                       # more than half the values are the median: no deviation
+        return float(c), 0.0
     med = float(np.median(a))
     return med, 1.4826 * float(np.median(np.abs(a - med)))
 
@@ -260,15 +318,22 @@ def estimate_background(gray: np.ndarray, tiles: int = 16, window: int = 5, pass
     covers less than half of a block and keeps the edge of a shadow; `passes` - 1 times, pixels far
     from the estimate (the ink) are replaced by it and the medians taken again, so that thick strokes
     are not taken for background."""
+    return _background(gray, tiles, window, passes)[0]
+
+
+def _background(gray: np.ndarray, tiles: int = 16, window: int = 5, passes: int = 3) -> tuple[np.ndarray, float | None]:
+    """(estimate_background(gray), its level when it is flat, else None)."""
     sample = _sample(gray)
-    median = float(np.median(sample))
+    median = _median(sample)
     if np.count_nonzero(np.abs(sample - median) <= 2 / 255) >= 0.5 * sample.size:
-        return np.full(gray.shape, median, np.float32)
+        flat = np.full(gray.shape, median, np.float32)
+        return flat, float(flat.flat[0])
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     level = float(np.median(border))
     if (np.count_nonzero(np.abs(border - level) <= 2 / 255) >= 0.9 * border.size
             and np.count_nonzero(np.abs(sample - level) <= 2 / 255) >= 0.25 * sample.size):
-        return np.full(gray.shape, level, np.float32)     # thick ink on a plain page
+        flat = np.full(gray.shape, level, np.float32)     # thick ink on a plain page
+        return flat, float(flat.flat[0])
     n = 4 * tiles
     small = np.asarray(Image.fromarray(gray, mode="F").resize((n, n), Image.Resampling.BOX))
     for i in range(passes):
@@ -281,7 +346,7 @@ def estimate_background(gray: np.ndarray, tiles: int = 16, window: int = 5, pass
         _, sigma = _mad_sigma(r)
         small = np.where(np.abs(r) > max(0.05, 3 * sigma), estimate, small)
     h, w = gray.shape
-    return np.asarray(Image.fromarray(bg, mode="F").resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.asarray(Image.fromarray(bg, mode="F").resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32), None
 
 
 def crop_to_ink(img: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -314,20 +379,36 @@ def centre_in_field(img: np.ndarray, size: int = SIZE, centre: float = CENTRE) -
     """Paste (h, w) <= (size, size) into a size x size field so its centre of mass is at `centre`."""
     h, w = img.shape
     cy, cx = centre_of_mass(img)
-    top = int(np.clip(round(centre - cy), 0, size - h))    # clipped: the digit is never cut off
-    left = int(np.clip(round(centre - cx), 0, size - w))
+    top = min(max(round(centre - cy), 0), size - h)    # clipped: the digit is never cut off
+    left = min(max(round(centre - cx), 0), size - w)
     out = np.zeros((size, size), dtype=np.float32)
     out[top: top + h, left: left + w] = img
     return out
 
 
-def _structure(mask: np.ndarray) -> dict[str, float]:
-    """A boolean (h, w) mask of the kept ink -> its extent, stroke width and elongation."""
-    rows, cols = np.nonzero(mask)
-    h, w = int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1
-    box = np.pad(mask[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1], 1)
+def _span(any_: np.ndarray) -> tuple[int, int]:
+    """(first, last + 1) index of the True values of a 1-D boolean array (at least one)."""
+    where = np.flatnonzero(any_)
+    return int(where[0]), int(where[-1]) + 1
+
+
+def _structure(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[str, float]:
+    """A boolean (h, w) mask of the kept ink, its pixel (0, 0) at `offset` of the picture -> its extent,
+    stroke width and elongation."""
+    (r0, r1), (c0, c1) = _span(mask.any(axis=1)), _span(mask.any(axis=0))
+    inner = mask[r0:r1, c0:c1]
+    h, w = inner.shape
+    box = np.zeros((h + 2, w + 2), bool)
+    box[1:-1, 1:-1] = inner
     stroke = 2.0 * float(ndimage.distance_transform_edt(box).max())
-    cov = np.cov(np.stack([rows, cols]).astype(np.float64)) if len(rows) > 1 else np.zeros((2, 2))
+    rows, cols = np.nonzero(inner)
+    if len(rows) > 1:                          # np.cov(np.stack([rows, cols]) in picture coordinates)
+        X = np.stack([rows + (offset[0] + r0), cols + (offset[1] + c0)]).astype(np.float64)
+        X -= X.mean(axis=1)[:, None]
+        cov = np.dot(X, X.T.conj())
+        cov *= np.true_divide(1, X.shape[1] - 1)
+    else:
+        cov = np.zeros((2, 2))
     evals, evecs = np.linalg.eigh(cov + 1e-9 * np.eye(2))
     major = evecs[:, 1]                              # (row, column) direction of the longer axis
     return {"height": h, "width": w, "stroke": stroke,
@@ -343,7 +424,7 @@ def _dark_ink(residual: np.ndarray, ink: str, tail: float) -> bool:
     the crop pass 1 (a tight crop is mostly ink, and its extremes are the ink's own shading)."""
     if ink != "auto":
         return ink == "dark"
-    low, high = np.percentile(_sample(residual), [tail, 100.0 - tail])
+    low, high = _percentile(_sample(residual), [tail, 100.0 - tail])
     return bool(-low > high)
 
 
@@ -382,14 +463,14 @@ def preprocess(source, ink: str = "auto", min_contrast: float = 0.1, noise_k: fl
     for note in notes:
         warnings.warn(note, stacklevel=2)
     steps = {"input (grayscale)": gray}
-    background = estimate_background(gray)
+    background, flat = _background(gray)
     steps["background"] = background
     residual = gray - background
     inverted = _dark_ink(residual, ink, tail=0.1)
     # dark ink: the fraction of light it takes from the paper (1 - gray / background), the same
     # under bright and dim light; light ink on a dark canvas: what it adds to the background
     diff = -residual / np.maximum(background, 0.1) if inverted else residual
-    level = float(np.median(background))
+    level = float(np.median(background)) if flat is None else flat     # a flat one's median: its value
     stats = {"background": level}
 
     def no_digit(reason):
@@ -433,7 +514,7 @@ def _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, rela
             med, sigma = _mad_sigma(diff)
         else:
             sigma = sigma / 2        # smoothing by 1 pixel takes white noise's sigma down 3.5x: cautious
-    peak = float(np.percentile(_sample(cut(diff)), 99.9))
+    peak = float(_percentile(_sample(cut(diff)), 99.9))
     threshold = max(min_contrast, med + noise_k * sigma, relative * peak)
     stats["threshold"] = threshold
     steps["ink (background removed)"] = cut(np.clip(diff / max(peak, min_contrast), 0.0, 1.0))
@@ -444,7 +525,9 @@ def _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, rela
     if cut(mask).mean() > max_cover:
         return no_digit(EVERYWHERE)
     area = cut(mask).size
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    (r0, r1), (c0, c1) = _span(mask.any(axis=1)), _span(mask.any(axis=0))
+    window = (slice(r0, r1), slice(c0, c1))        # the mask's bounding box: the pieces are found there
+    labels, n = ndimage.label(mask[window], structure=np.ones((3, 3), bool))
     areas = np.bincount(labels.ravel())[1:]
     stats["pieces"] = n
     big = int(areas.argmax())
@@ -455,25 +538,25 @@ def _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, rela
     for i, (r, c) in enumerate(slices):       # big enough, and less than half the extent away
         gap = max(r.start - rs.stop, rs.start - r.stop, c.start - cs.stop, cs.start - c.stop, 0)
         keep[i + 1] = areas[i] >= max(min_area * area, 0.1 * areas[big], 2) and gap <= extent / 2
-    kept = keep[labels]
+    kept = np.zeros(mask.shape, bool)
+    kept[window] = keep[labels]
     stats["kept"] = int(keep.sum())
     steps["digit strokes (speckle removed)"] = cut(kept.astype(np.float32))
-    if not kept.any():                              # only specks: a few, or many (salt)
+    if not keep.any():                              # only specks: a few, or many (salt)
         return no_digit(NO_INK if mask.sum() < min_area * area else TOO_LITTLE)
-    shape = _structure(kept)
+    shape = _structure(kept[window], (r0, c0))
     stats.update(shape)
     if max(shape["height"], shape["width"]) < max(min_extent * shape["stroke"], min_pixels):
         return no_digit(TOO_LITTLE)                 # a tap, a blob or a speck
     if (shape["elongation"] > max_elongation and shape["tilt"] < max_tilt
             and shape["thickness"] < 1.8 * shape["stroke"]):
         return no_digit(TOO_LITTLE)                 # a dash or a line (one stroke thick), not a 1
-    strength = float(np.percentile(diff[kept], 90))
-    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
-    top, left = max(rows[0] - 2, 0), max(cols[0] - 2, 0)
-    box = (slice(top, rows[-1] + 3), slice(left, cols[-1] + 3))     # the kept ink, 2 pixels around
+    strength = float(_percentile(diff[window][kept[window]], 90))
+    (top, bottom), (left, right) = _span(kept.any(axis=1)), _span(kept.any(axis=0))
+    box = (slice(max(top - 2, 0), bottom + 2), slice(max(left - 2, 0), right + 2))   # the kept ink, 2 pixels around
     img = np.zeros(diff.shape, np.float32)
     low = med + 3 * sigma                           # the noise floor maps to 0, the ink to 1
-    img[box] = np.where(ndimage.binary_dilation(kept[box], iterations=2),
+    img[box] = np.where(_dilate2(kept[box]),
                         np.clip((diff[box] - low) / max(strength - low, 1e-6), 0.0, 1.0), 0.0)
     steps["white on black"] = cut(img)
     cropped = crop_to_ink(img[box], 0.2)
@@ -483,6 +566,18 @@ def _find_digit(diff, inverted, steps, notes, stats, min_contrast, noise_k, rela
     image = centre_in_field(boxed)
     steps[f"centred in {SIZE}x{SIZE}"] = image
     return Preprocessed(image, inverted, steps, None, notes, stats)
+
+
+def _dilate2(mask: np.ndarray) -> np.ndarray:
+    """ndimage.binary_dilation(mask, iterations=2) of a bool (h, w) mask: every pixel within 2 steps
+    (4-neighbours) of a True pixel, nothing outside the array."""
+    h, w = mask.shape
+    padded = np.zeros((h + 4, w + 4), bool)
+    padded[2:-2, 2:-2] = mask
+    out = mask.copy()
+    for dr, dc in ((-2, 0), (-1, -1), (-1, 0), (-1, 1), (0, -2), (0, -1), (0, 1), (0, 2), (1, -1), (1, 0), (1, 1), (2, 0)):
+        out |= padded[2 + dr: 2 + dr + h, 2 + dc: 2 + dc + w]
+    return out
 
 
 def border_background(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -644,8 +739,10 @@ def model_device(model: torch.nn.Module) -> torch.device:
 @torch.inference_mode()
 def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST_MEAN,
                   std: float = MNIST_STD) -> np.ndarray:
-    """(28, 28) image in [0, 1] -> (10,) softmax probabilities of an eval-mode model."""
-    model.eval()
+    """(28, 28) image in [0, 1] -> (10,) softmax probabilities of an eval-mode model (a model with any
+    module in training mode is put in eval mode first, and left there)."""
+    if any(m.training for m in model.modules()):     # eval() itself costs more than this check
+        model.eval()
     logits = model(to_model_input(image, mean, std, model_device(model)))
     return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
 

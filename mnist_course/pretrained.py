@@ -160,6 +160,32 @@ def _check_fast(info: dict, weights: Path, allow_fast: bool) -> None:
             "or pass allow_fast=True to use it anyway.")
 
 
+def _a(class_name: str) -> str:
+    """'an MLP', 'a CNN', 'a Sequential', 'an Identity': the article as the name is said."""
+    vowel_sound = class_name[:1] in ("AEFHILMNORSX" if class_name.isupper() else "AEIOUaeiou")
+    return ("an " if vowel_sound else "a ") + class_name
+
+
+def check_course_architecture(name: str, model: nn.Module, where: str = "the model") -> None:
+    """Raise CheckpointError unless `model` is course model `name`'s architecture: build_model(name)'s class
+    with exactly its tensor names and shapes ('cnn': the course CNN, 98,682 parameters; 'mlp': the MLP)."""
+    key = _check_name(name)
+    with torch.device("meta"):  # allocates nothing
+        expected = build_model(key)
+
+    def shapes(m: nn.Module) -> dict:
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+    if type(model) is type(expected) and shapes(model) == shapes(expected):
+        return
+    notebook = {"cnn": "06", "mlp": "04"}[key]
+    raise CheckpointError(
+        f"{where} is stored as course model {key!r}, the course {type(expected).__name__} with "
+        f"{count_parameters(expected):,} parameters, but it is {_a(type(model).__name__)} with "
+        f"{count_parameters(model):,} parameters: store the right model there (notebook {notebook}), or delete "
+        "its files so that a quick one is trained.")
+
+
 def train_quick_model(name: str = "cnn", dataset: str = "mnist", device=None, fast: bool | None = None,
                       seed: int = 0, verbose: bool = True) -> tuple[nn.Module, dict]:
     """Train a stand-in course model: fast mode 4,000 images for 1 epoch (seconds), full mode
@@ -202,5 +228,5 @@ def describe(info: dict) -> str:
             f"{100 * info['test_acc']:.2f}% on {info['dataset']}, from {info.get('path', '?')}")
 
 
-__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "FastModelError", "course_model_paths", "describe", "load_course_model", "read_info",
+__all__ = ["COURSE_MODELS", "REQUIRED_INFO", "FastModelError", "check_course_architecture", "course_model_paths", "describe", "load_course_model", "read_info",
            "save_course_model", "train_quick_model"]

@@ -29,6 +29,8 @@ Environment variables (all optional):
 - ``MNIST_COURSE_RESULTS``  results file (default: see above)
 - ``MNIST_COURSE_MODELS``   folder for trained models (default ``<repo>/models``; fast mode uses its
   ``fast/`` subfolder)
+- ``MNIST_COURSE_ALLOWED_HOSTS`` host names the web service answers to, comma-separated (``*``: any;
+  default 127.0.0.1, localhost, ::1; `mnist-course serve --allowed-hosts`)
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def env_flag(name: str, default: bool) -> bool:
     if v in _FALSE:
         return False
     raise ValueError(f"{name}={value!r} is not a yes/no value: use 1 or 0.")
+
+
+def allowed_hosts(default: tuple[str, ...]) -> list[str]:
+    """$MNIST_COURSE_ALLOWED_HOSTS split at commas (the web service's allowed Host names), or `default`."""
+    hosts = [h.strip() for h in os.environ.get("MNIST_COURSE_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    return hosts or list(default)
 
 
 def repo_root() -> Path:

@@ -306,8 +306,8 @@ def test_drawing_rows_time_each_model_with_the_asked_threads(mnist):
     other = 2 if before == 1 else 1
     slow, fast = Slow(0.05), Slow(0.0)
     rows = latency.drawing_rows({"slow": slow, "fast": fast}, n=3, threads=other)
-    assert [r["model"] for r in rows] == ["slow", "fast"]
-    assert rows[0]["ms"] >= 50 > rows[1]["ms"]
+    assert [r["model"] for r in rows] == ["slow", "fast", "(no model)"]    # then preprocess alone; no "cnn": no ONNX row
+    assert rows[0]["ms"] >= 50 > rows[1]["ms"] >= rows[2]["ms"] > 0 and "preprocess alone" in rows[2]["task"]
     assert all(r["threads"] == other for r in rows) and slow.threads == fast.threads == {other}
     assert torch.get_num_threads() == before
 
@@ -599,3 +599,19 @@ def test_a_speck_is_not_a_digit_but_a_flat_digit_is_not_a_dash(mnist):
     flat[100:150, 20:260] = np.asarray(Image.fromarray(five[4:24, 4:24]).resize((240, 50), Image.Resampling.BICUBIC))
     pre = dr.preprocess(flat)
     assert not pre.blank, (pre.reason, pre.stats)
+
+
+def test_predict_probs_answers_in_eval_mode_whatever_mode_a_module_was_in():
+    """A model in training mode, or one with a single module left in it (dropout switched on by hand),
+    is evaluated in eval mode (dropout off: the same probabilities every call) and left in eval mode."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.Dropout(0.9),
+                                torch.nn.Linear(64, 10))
+    image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    model.eval()
+    want = dr.predict_probs(model, image)
+    for switch_on in (model.train, model[2].train):
+        switch_on()
+        got = [dr.predict_probs(model, image) for _ in range(3)]
+        assert all(np.array_equal(g, want) for g in got)
+        assert not any(m.training for m in model.modules())

@@ -62,7 +62,8 @@ def test_course_cnn_exports_to_fast_models_with_its_interface_metadata_and_the_s
     report = export_onnx("cnn")
     path = fast / "onnx" / "cnn.onnx"
     assert report["path"] == str(path) == str(default_path("cnn"))
-    assert sorted(p.name for p in path.parent.iterdir()) == ["cnn.onnx"]  # one file, no external data or temp file
+    # one file (and the lock exports of it take), no external data or temp file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cnn.onnx", "cnn.onnx.lock"]
     v = report["verification"]
     assert v["n"] == 10_000 and v["max_abs_diff"] <= 1e-4 and v["agree"] == 1.0
 
@@ -121,7 +122,7 @@ def test_an_existing_file_is_replaced_only_with_force(models_home, tmp_path, cap
     assert out.read_bytes() == before
     assert main(["--model", "mlp", "--out", str(out), "--no-verify", "--force"]) == 0
     assert load_onnx(out)[1]["model"] == "mlp"
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temporary file left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.lock"]  # no temporary file left
 
 
 def test_a_file_that_does_not_match_pytorch_is_never_written(models_home, tmp_path, monkeypatch, capsys):

@@ -26,6 +26,7 @@ from mnist_course import drawing as dr
 from mnist_course.serving import service as serve
 
 MEAN, STD = 0.5, 0.25           # not MNIST's: a service that ignores the model's own mean/std is caught
+LOCAL = "http://127.0.0.1"      # an allowed Host (TestClient's own "testserver" is not: tests/test_serve_hostile.py)
 KEYS = {"digit", "status", "reason", "topk", "probabilities", "seconds", "model_seconds",
         "model", "engine", "inference_ms", "input_png"}
 
@@ -68,7 +69,7 @@ def client(models, tmp_path):
     (onnx / "three.onnx").write_bytes(b"fake onnx bytes")
     app = serve.create_app(models, default="three", onnx_path=lambda name: onnx / f"{name}.onnx",
                            vendor=tmp_path / "no-web-deps")
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -196,7 +197,7 @@ def test_not_an_image(client):
 def test_upload_over_the_cap_is_413(models):
     app = serve.create_app(models, default="three", max_upload_bytes=20_000)
     noise = np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)  # ~40 kB as PNG
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert post(c, png(bar_image(size=100))).status_code == 200
         r = post(c, png(noise))
         assert r.status_code == 413 and "limit" in detail(r) and "smaller" in detail(r)
@@ -216,7 +217,7 @@ def _stream(app, headers: dict, total: int, chunk: int = 65536) -> tuple[int, st
     async def main():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as c:
                 r = await c.post("/predict", content=body(),
                                  headers={"content-type": "multipart/form-data; boundary=x", **headers})
                 return r.status_code, r.json()["detail"], pulled
@@ -285,7 +286,7 @@ def test_decompression_bomb_refused_before_decoding(client, never_decode, size):
 
 def test_pixel_cap_is_the_apps_own(models):
     app = serve.create_app(models, default="three", max_pixels=100 * 100)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert post(c, png(bar_image(size=100))).status_code == 200
         r = post(c, png(bar_image(size=101)))
         assert r.status_code == 413 and "101x101" in detail(r)
@@ -323,7 +324,7 @@ def test_page_static_and_vendor(models, tmp_path):
     (vendor / "ort.wasm").write_bytes(b"\0asm")
     (vendor / "ort.min.mjs").write_text("export {};")
     app = serve.create_app(models, web_dir=web, vendor=vendor)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.get("/").text == "<html>pad</html>"
         r = c.get("/static/app.js")
         assert r.text == "let x = 1;" and r.headers["content-type"].startswith("text/javascript")
@@ -334,9 +335,9 @@ def test_page_static_and_vendor(models, tmp_path):
         assert r.content == b"\0asm" and r.headers["content-type"] == "application/wasm"
         assert c.get("/vendor/onnxruntime-web/ort.min.mjs").headers["content-type"].startswith("text/javascript")
     app = serve.create_app(models, web_dir=tmp_path / "empty", vendor=tmp_path / "missing")
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         r = c.get("/")
-        assert r.status_code == 404 and "/docs" in detail(r)
+        assert r.status_code == 404 and "/openapi.json" in detail(r)
         r = c.get("/vendor/onnxruntime-web/ort.min.js")
         assert r.status_code == 404 and "make web-deps" in detail(r)
 
@@ -350,7 +351,7 @@ def test_serving_needs_no_npm(models, tmp_path, vendor):
     if vendor == "empty":
         root.mkdir()
     app = serve.create_app(models, default="three", vendor=root)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         page = c.get("/")
         assert page.status_code == 200 and "<canvas" in page.text.lower()
         assert 'id="engine-note"' in page.text            # the line app.js fills from /models
@@ -366,7 +367,7 @@ def test_serving_needs_no_npm(models, tmp_path, vendor):
         assert "browser_engine" in c.get("/static/app.js").text    # the page reads it
     root.mkdir(exist_ok=True)
     (root / serve.ORT_ENTRY).write_text("export {};")                  # `make web-deps` done: no restart needed
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.get("/models").json()["browser_engine"] == {"available": True, "detail": None}
         assert c.get(f"/vendor/onnxruntime-web/{serve.ORT_ENTRY}").status_code == 200
 
@@ -393,7 +394,6 @@ def test_the_real_page_is_served(client):
 
 
 def test_docs_describe_the_upload(client):
-    assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["file"] and body["properties"]["file"]["format"] == "binary"
@@ -431,7 +431,9 @@ def test_only_the_default_model_is_required(monkeypatch, capsys):
     def load(name, device=None, train_if_missing=True):
         if name == "mlp":
             raise pretrained.FastModelError("mlp was trained in fast mode")
-        return Fixed(3), {"mean": MEAN, "std": STD, "classes": list(dr.CLASSES), "test_acc": 0.9}
+        from mnist_course.models import build_model  # the course CNN's architecture (it is checked)
+
+        return build_model("cnn").eval(), {"mean": MEAN, "std": STD, "classes": list(dr.CLASSES), "test_acc": 0.9}
 
     monkeypatch.setattr(pretrained, "load_course_model", load)
     loaded = serve.load_models(["cnn", "mlp"], default="cnn")

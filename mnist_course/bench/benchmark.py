@@ -376,6 +376,8 @@ def markdown(report: dict) -> str:
     lines += ["", "| single-image latency | model | median ms |", "|---|---|---:|"]
     for row in report["latency"]:
         ms = "—" if row.get("ms") is None else f"{row['ms']:.3f}"
+        if row.get("ms") is None and isinstance(row.get("value"), (int, float)):   # a ratio, a size: "0.62 x"
+            ms = f"{row['value']:g} {row.get('unit', '')}".strip()
         goal = f" (goal {row['goal']})" if row.get("goal") else ""
         lines.append(f"| {row['task']}{goal} | {row.get('model', '')} | {ms} |")
     if "pictures" in report:
@@ -423,5 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n" if args.out.suffix == ".json" else text + "\n")
         print(f"\nwrote {args.out}")
+        if args.out.suffix == ".md":   # the numbers too, for the README's generated sentences
+            args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {args.out.with_suffix('.json')}")
     return 0
 

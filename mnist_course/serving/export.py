@@ -12,18 +12,23 @@ so the graph has only Conv, MaxPool, Relu, Reshape and Gemm, which onnxruntime-w
 - input ``"input"``: float32 (N, 1, 28, 28), pixels/255 normalised with the metadata's mean and std;
   output ``"logits"``: float32 (N, 10); N (the batch) is dynamic.
 - metadata_props (strings): model, dataset, mean, std, classes (JSON list), accuracy (recorded test
-  accuracy in [0, 1]), exported_by (``mnist_course <version>``), torch (version), opset.
+  accuracy in [0, 1]), exported_by (``mnist_course <version>``), torch (version), opset, checkpoint
+  (the weights file's name) and checkpoint_sha256 (its SHA-256, so that whoever serves the file can
+  tell which checkpoint it came from: :func:`verify_file`, which `mnist-course serve` runs at start-up).
   :func:`load_onnx` returns them parsed (mean/std/accuracy floats, classes a list).
 
-Before the file gets its name, ONNX Runtime runs it on the whole test set (10,000 images) and its logits
-must match PyTorch's to :data:`TOLERANCE` with the same predicted class for every image; otherwise
-nothing is written. An existing file is replaced only with ``--force`` (``overwrite=True``); the file
-is written to a temporary name and renamed, so it is never half-written.
+Before anything is written, ONNX Runtime runs the serialized model on the whole test set (10,000
+images) and its logits must match PyTorch's to :data:`TOLERANCE` with the same predicted class for
+every image; otherwise nothing is written. An existing file is replaced only with ``--force``
+(``overwrite=True``); those same bytes are then written to a temporary name and renamed
+(files.atomic_write), under a lock on the file, so it is never half-written; the temporary files of
+an export killed mid-write (SIGKILL) are removed by the next export of that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -35,13 +40,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..files import atomic_write
+from ..files import atomic_write, locked, temporaries
 from ..settings import models_dir
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 OPSET = 20            # onnxruntime-web runs it; the dynamo exporter's own default in torch 2.9-2.14
 TOLERANCE = 1e-4      # largest |logits_onnx - logits_torch| accepted on the test set
-METADATA_KEYS = ("model", "dataset", "mean", "std", "classes", "accuracy", "exported_by", "torch", "opset")
+METADATA_KEYS = ("model", "dataset", "mean", "std", "classes", "accuracy", "exported_by", "torch", "opset",
+                 "checkpoint", "checkpoint_sha256")
+CHECK_BATCH = 16      # pictures in verify_file's fixed batch
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -197,28 +204,87 @@ def session(model_bytes_or_path, threads: int | None = 1):
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def load_onnx(path: str | os.PathLike, threads: int | None = 1):
-    """(onnxruntime.InferenceSession, metadata dict) of an exported file; metadata has model, dataset,
-    mean, std, accuracy (floats; accuracy None if unknown), classes (list of str) and the other keys as strings.
-    Run it with session.run(["logits"], {"input": X}) on X: float32 (N, 1, 28, 28) normalised -> (N, 10)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {path}; export one with `mnist-course export`.")
+def load_onnx(path: str | os.PathLike | bytes, threads: int | None = 1):
+    """(onnxruntime.InferenceSession, metadata dict) of an exported file (or its serialized bytes); metadata
+    has model, dataset, mean, std, accuracy (floats; accuracy None if unknown), classes (list of str) and the
+    other keys as strings. Run it with session.run(["logits"], {"input": X}) on X: float32 (N, 1, 28, 28)
+    normalised -> (N, 10). ExportError when it is no ONNX model or lacks the metadata."""
+    where = "the exported model" if isinstance(path, bytes) else Path(path)
+    if not isinstance(path, bytes) and not where.is_file():
+        raise FileNotFoundError(f"no ONNX file at {where}; export one with `mnist-course export`.")
     try:
         sess = session(path, threads)
     except Exception as e:  # onnxruntime raises its own exception types for unreadable files
-        raise ExportError(f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}); "
+        raise ExportError(f"{where} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}); "
                           "export it again with `mnist-course export --force`.") from e
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     missing = [k for k in ("model", "mean", "std", "classes") if k not in meta]
     if missing:
-        raise ExportError(f"{path} lacks the metadata {', '.join(missing)}; it was not written by "
+        raise ExportError(f"{where} lacks the metadata {', '.join(missing)}; it was not written by "
                           "mnist-course export: export it again.")
-    for key in ("mean", "std", "accuracy"):
-        if key in meta:
-            meta[key] = json.loads(meta[key])
-    meta["classes"] = json.loads(meta["classes"])
+    try:
+        for key in ("mean", "std", "accuracy"):
+            if key in meta:
+                meta[key] = json.loads(meta[key])
+        meta["classes"] = json.loads(meta["classes"])
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{where} has unreadable metadata ({e}); export it again with "
+                          "`mnist-course export --force`.") from e
     return sess, meta
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex (what checkpoint_sha256 in an exported file's metadata holds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_batch(n: int = CHECK_BATCH, seed: int = 0) -> torch.Tensor:
+    """The fixed batch verify_file compares on, needing no data set: (n, 1, 28, 28) float32 pictures in
+    [0, 1] (seeded noise, a blank one and a white one first), to normalise with the model's mean and std."""
+    X = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    X[0], X[1 % n] = 0.0, 1.0
+    return X
+
+
+@torch.no_grad()
+def verify_file(path: str | os.PathLike, model: nn.Module, name: str, checkpoint: str | os.PathLike,
+                mean: float, std: float, classes: list[str]) -> dict:
+    """Check that the ONNX file at `path` is model `name` exported from the weights file `checkpoint`:
+    its metadata names `name`, carries checkpoint's SHA-256 and the same mean, std and classes, and on
+    check_batch() (normalised with mean and std) ONNX Runtime gives `model`'s logits to TOLERANCE
+    (relative to their size) with the same predicted classes. Raises ExportError saying what differs
+    (FileNotFoundError when there is no file); returns {"sha256", "max_abs_diff", "n"}."""
+    sess, meta = load_onnx(path)
+    sha = file_sha256(checkpoint)
+    claimed = meta.get("checkpoint_sha256")
+    if claimed is None:
+        raise ExportError(f"{path} does not say which checkpoint it was exported from (no checkpoint_sha256 in "
+                          f"its metadata: exported by {meta.get('exported_by', 'an older version')})")
+    if claimed != sha:
+        raise ExportError(f"{path} was exported from another checkpoint ({meta.get('checkpoint', '?')} with "
+                          f"SHA-256 {claimed[:12]}...), not from {checkpoint} (SHA-256 {sha[:12]}...)")
+    differs = [f"{key} {meta.get(key)!r} instead of {want!r}" for key, want in
+               (("model", name), ("mean", float(mean)), ("std", float(std)), ("classes", list(classes)))
+               if meta.get(key) != want]
+    if differs:
+        raise ExportError(f"{path} describes another model: {'; '.join(differs)}")
+    X = ((check_batch() - mean) / std).contiguous()
+    expected = model.eval()(X).numpy()
+    try:
+        got = sess.run([OUTPUT_NAME], {INPUT_NAME: X.numpy()})[0]
+    except Exception as e:  # onnxruntime's own exception types
+        raise ExportError(f"ONNX Runtime cannot run {path} ({type(e).__name__}: {str(e)[:200]})") from e
+    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    limit = TOLERANCE * max(1.0, float(np.abs(expected).max()))
+    if not (diff <= limit and (got.argmax(1) == expected.argmax(1)).all()):
+        raise ExportError(f"{path} does not compute what {checkpoint} does: on a fixed batch of {len(X)} "
+                          f"pictures its logits differ by up to {diff:.3g} (limit {limit:.3g}) or predict "
+                          "other classes")
+    return {"sha256": sha, "max_abs_diff": diff, "n": len(X)}
 
 
 # -------------------------------------------------------------------------------- verification
@@ -300,27 +366,37 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
         info["accuracy"] = evaluate(model, BatchIterator(data.normalize(data.X_test), data.y_test, 1000))["acc"]
     metadata = {"model": info["model"], "dataset": info["dataset"], "mean": float(info["mean"]),
                 "std": float(info["std"]), "classes": info["classes"], "accuracy": float(info["accuracy"]),
-                "exported_by": f"mnist_course {__version__}", "torch": torch.__version__, "opset": str(OPSET)}
+                "exported_by": f"mnist_course {__version__}", "torch": torch.__version__, "opset": str(OPSET),
+                "checkpoint": Path(info["source"]).name, "checkpoint_sha256": file_sha256(info["source"])}
     proto = to_onnx(model, metadata)
     check_interface(proto, len(info["classes"]))
     report = {"path": str(path), "model": info["model"], "source": info["source"], "exporter": "dynamo",
               "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME, "metadata": metadata,
               "verification": None}
-
-    def write_and_verify(tmp: str) -> None:
-        Path(tmp).write_bytes(proto.SerializeToString())
-        sess, meta = load_onnx(tmp)  # what is verified is the file that will be shipped
-        if verify:
-            with torch.inference_mode():
-                X = data.normalize(data.X_test)
-            report["verification"] = verify_onnx(model, sess, X, data.y_test)
-        if path.exists() and not overwrite:  # appeared meanwhile
-            raise FileExistsError(f"{path} was created while exporting; pass --force to replace it.")
-
-    atomic_write(path, write_and_verify)
+    blob = proto.SerializeToString()
+    sess, _ = load_onnx(blob)  # what is verified are the bytes that will be written, before any file exists
+    if verify:
+        with torch.inference_mode():
+            X = data.normalize(data.X_test)
+        report["verification"] = verify_onnx(model, sess, X, data.y_test)
+    write(path, blob, overwrite)
     report["bytes"] = path.stat().st_size
     report["seconds"] = time.perf_counter() - t0
     return report
+
+
+def write(path: Path, blob: bytes, overwrite: bool) -> Path:
+    """Write an exported model's bytes to `path` atomically, holding the lock on `path` (<path>.lock): first
+    removing what an export killed mid-write left there (files.temporaries), then refusing an existing
+    file unless `overwrite` (FileExistsError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):  # no other export writes `path` now, so its temporary files are leftovers
+        for leftover in temporaries(path):
+            print(f"export: removing {leftover}, left by an export that was killed", file=sys.stderr)
+            leftover.unlink(missing_ok=True)
+        if path.exists() and not overwrite:  # appeared meanwhile
+            raise FileExistsError(f"{path} was created while exporting; pass --force to replace it.")
+        return atomic_write(path, blob, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------------------- CLI
