@@ -328,7 +328,7 @@ def _background(gray: np.ndarray, tiles: int = 16, window: int = 5, passes: int 
     if np.count_nonzero(np.abs(sample - median) <= 2 / 255) >= 0.5 * sample.size:
         flat = np.full(gray.shape, median, np.float32)
         return flat, float(flat.flat[0])
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = _border(gray)
     level = float(np.median(border))
     if (np.count_nonzero(np.abs(border - level) <= 2 / 255) >= 0.9 * border.size
             and np.count_nonzero(np.abs(sample - level) <= 2 / 255) >= 0.25 * sample.size):
@@ -580,6 +580,20 @@ def _dilate2(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _border(gray: np.ndarray) -> np.ndarray:
+    """The border pixels of an (H, W) picture, 1-D: top row, bottom row, left column, right column
+    (the corners twice, as preprocess.js reads them)."""
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def _edge_mask(h: int, w: int) -> np.ndarray:
+    """A bool (h, w) mask of the border pixels (each once)."""
+    edge = np.zeros((h, w), bool)
+    edge[0] = edge[-1] = True
+    edge[:, 0] = edge[:, -1] = True
+    return edge
+
+
 def border_background(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W) in [0, 1] -> (plane (H, W) float32, good, residuals): a plane fitted to the picture's
     border pixels, robustly, for a picture cropped close to its digit (ink on the border). It starts
@@ -591,9 +605,7 @@ def border_background(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     h, w = gray.shape
     rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
     rr, cc = rr / max(h - 1, 1), cc / max(w - 1, 1)
-    edge = np.zeros((h, w), bool)
-    edge[0] = edge[-1] = True
-    edge[:, 0] = edge[:, -1] = True
+    edge = _edge_mask(h, w)
     v = gray[edge].astype(np.float64)
     design = np.stack([np.ones_like(v), rr[edge], cc[edge]], 1)
     counts, edges = np.histogram(v, bins=25, range=(0.0, 1.0))
@@ -625,7 +637,7 @@ def _crop_pass(gray, ink, notes, min_contrast, noise_k, relative, min_area, min_
     found a digit; then None at once when no border pixel differs from the plane by more than
     `min_contrast` and 4.5 noise sigmas, relative to its level (no ink on the border)."""
     h, w = gray.shape
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = _border(gray)
     if found and float(border.max() - border.min()) <= 1e-3:
         return None                                 # a flat border (a canvas): no ink on it
     plane, good, res = border_background(gray)
@@ -635,9 +647,7 @@ def _crop_pass(gray, ink, notes, min_contrast, noise_k, relative, min_area, min_
     diff = -residual / scale if inverted else residual
     background_ink = res[good] / (float(np.median(scale)) if inverted else 1.0)
     sigma = 1.4826 * float(np.median(np.abs(background_ink - np.median(background_ink)))) if good.sum() >= 8 else 0.0
-    edge = np.zeros((h, w), bool)
-    edge[0] = edge[-1] = True
-    edge[:, 0] = edge[:, -1] = True
+    edge = _edge_mask(h, w)
     if found and not (np.abs(res) / np.maximum(plane[edge], 0.1) > max(min_contrast, 4.5 * sigma)).any():
         return None                                 # no ink on the border: not a crop
     m = max(4, int(round(0.25 * max(h, w))))
