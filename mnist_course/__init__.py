@@ -6,7 +6,7 @@ The rooms, by reader (imports run one way: a room uses only the rooms above it):
   mode, environment variables), ``files`` (atomic writes), ``utils`` (seeding, device, progress,
   figures, timing, the setup cell), ``data``, ``numpy_nets`` (02-03), ``models``, ``training``,
   ``checkpoint``, ``pretrained``, ``recipes`` (03-06), ``augment``, ``permute`` (05-06), ``drawing``,
-  ``photos``, ``pad`` (08), ``results`` (the numbers a run records).
+  ``photos``, ``pad`` (12), ``results`` (the numbers a run records).
 - ``mnist_course.exercises``, for learners too: the checks that end every notebook and their
   reference solutions.
 - ``mnist_course.serving``, for whoever ships the model: ONNX export, the web service, its page.

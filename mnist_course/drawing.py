@@ -1,5 +1,5 @@
 """From a drawing or a picture to the model's guess: MNIST-style preprocessing, `predict_image`
-and a live digit pad for the notebook (notebook 08).
+and a live digit pad for the notebook (notebook 12).
 
 MNIST's recipe (yann.lecun.com/exdb/mnist): each digit was size-normalised to fit a 20x20 box
 keeping its aspect ratio (anti-aliased, hence the grey levels), then centred in a 28x28 field by
@@ -850,7 +850,7 @@ def predict_image(source, model: torch.nn.Module, k: int = 3, mean: float = MNIS
     """A picture (path to a PNG/JPEG, PIL image, array, tensor: any size, RGB(A) or grayscale) ->
     Prediction with status "digit", "not sure" or "no digit" (see :class:`Prediction`).
 
-    The one code path of the pad, notebook 08 and the web service. "No digit" is decided by
+    The one code path of the pad, notebook 12 and the web service. "No digit" is decided by
     :func:`preprocess` before the model is asked; "not sure" by :func:`judge` from the model's
     probabilities. ink: "auto", or "light" for a canvas of white ink on black (the pad: a filled
     canvas is then "ink everywhere"), "dark" for dark ink on paper. Raises FileNotFoundError or
@@ -897,7 +897,7 @@ def draw_digit_on_canvas(digit: np.ndarray, rng: np.random.Generator, size: int 
                          thickness: Sequence[int] = (-1, 0, 1, 2)) -> np.ndarray:
     """Redraw a uint8 (28, 28) MNIST digit on a size x size canvas at a random scale, offset and
     stroke thickness (dilated or eroded by that many canvas pixels); returns uint8 (size, size).
-    Used by the preprocessing tests and notebook 08."""
+    Used by the preprocessing tests and notebook 12."""
     from PIL import ImageFilter
 
     s = rng.uniform(*scale)

@@ -14,7 +14,7 @@ name           what                                                             
 ``cnn_small``  three 3x3 conv blocks (8, 15, 35 channels), BatchNorm, average pool   6,353
 ``mlp``        784-512-512-10, the full-size MLP                                      669,706
 ``cnn``        the course CNN: three conv blocks (16, 32, 64) with BatchNorm, 128     98,682
-               hidden, Dropout (notebooks 04 and 06 train it, 07 and 08 use it)
+               hidden, Dropout (notebooks 04 and 06 train it, 07 and 12 use it)
 ``cnn_wide``   two conv blocks (32, 64), a 128 hidden layer (pytorch/examples-like)   421,642
 =============  ====================================================================  ===========
 """

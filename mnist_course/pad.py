@@ -1,4 +1,4 @@
-"""The live digit pad of notebook 08: draw with the mouse, a finger or a pen, watch the models guess.
+"""The live digit pad of notebook 12: draw with the mouse, a finger or a pen, watch the models guess.
 
 The canvas is an ipycanvas ``Canvas`` (``sync_image_data=False``: no pixels travel). Its front end
 sends the kernel every mouse and touch event (``mouse_down/move/up/out``, ``touch_*``), hovering
@@ -31,7 +31,7 @@ The kernel rasterises the strokes with PIL (:func:`mnist_course.drawing.rasteriz
 with :func:`mnist_course.drawing.predict_image`, the one code path shared with pictures and the web
 service, so what the model sees never depends on the browser. Everything the browser does can be
 done from Python (``on_mouse_down/move/up/out``, ``on_touch_start/move/end``, ``set_strokes``),
-which is how the tests and notebook 08 (section 6) drive the pad. ipycanvas and ipywidgets are
+which is how the tests and notebook 12 (section 6) drive the pad. ipycanvas and ipywidgets are
 imported only when a pad is built.
 """
 

@@ -1,7 +1,7 @@
 """Realistic labelled pictures: MNIST digits photographed on paper, and pictures with no digit at all.
 
 Pictures for testing :func:`mnist_course.drawing.predict_image` on inputs that are not clean
-canvases (notebook 08 shows one; the benchmark scores thousands): each picture is built from a seed,
+canvases (notebook 12 shows one; the benchmark scores thousands): each picture is built from a seed,
 so the same seed gives the same bytes.
 
 - :func:`realistic_digit`: a 28x28 MNIST digit written dark on light paper at a random size, position

@@ -1,4 +1,4 @@
-"""The course's trained models, stored where later notebooks (07, 08) and the drawing pad find them.
+"""The course's trained models, stored where later notebooks (07, 12) and the drawing pad find them.
 
 ``load_course_model("cnn")`` returns the course's best CNN (trained in notebook 06) and
 ``load_course_model("mlp")`` the full-size MLP, from ``<models_dir()>/course_<name>.safetensors`` with

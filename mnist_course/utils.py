@@ -143,7 +143,7 @@ def get_device(prefer: str | None = None):
 @contextmanager
 def torch_threads(num_threads: int | None) -> Iterator[int]:
     """Run a block with `num_threads` PyTorch CPU threads and restore the previous number afterwards,
-    even on error (None: leave it as is). Yields the number in use. Notebook 08 and the benchmark time
+    even on error (None: leave it as is). Yields the number in use. Notebook 12 and the benchmark time
     single-image prediction with it, without changing the kernel's setting for everything else."""
     import torch
 
@@ -162,7 +162,7 @@ def torch_threads(num_threads: int | None) -> Iterator[int]:
 def latency_ms(fn: Callable[[], object], repeats: int = 200, warmup: int = 10, device=None) -> float:
     """Median milliseconds of one call of fn(), after `warmup` calls that are not counted (the first
     calls allocate and compile); on a CUDA `device` each call is waited for. The one timing helper of
-    the course: notebook 08, the drawing pad's latency and the benchmark all use it."""
+    the course: notebook 12, the drawing pad's latency and the benchmark all use it."""
     import torch
 
     device = torch.device(device or "cpu")

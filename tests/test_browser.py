@@ -1,5 +1,5 @@
 """End to end in a real browser: JupyterLab on 127.0.0.1 with a token, Debian's Chromium driven by
-Playwright opens notebook 08, runs every cell, draws a digit on the pad with the mouse and waits
+Playwright opens notebook 12, runs every cell, draws a digit on the pad with the mouse and waits
 for the predicted label. A notebook with nothing but a pad counts the pad's widget messages per
 stroke and while hovering (the figures behind its throttle) and draws again after a reload.
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = Path(os.environ.get("MNIST_COURSE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-dev-shm-usage"]
-NOTEBOOK = "08_draw_a_digit.ipynb"
+NOTEBOOK = "12_draw_a_digit.ipynb"
 SERVER_START_S = 90      # JupyterLab must answer within this
 RUN_ALL_S = 420          # the whole notebook in fast mode (quick models trained if missing)
 PREDICT_S = 60           # from releasing the mouse to the label
@@ -119,7 +119,7 @@ def serve_lab(tmp_path, notebooks):
 
 @pytest.fixture()
 def jupyterlab(tmp_path):
-    """(base url, token, log path) of a JupyterLab serving a temporary copy of notebook 08."""
+    """(base url, token, log path) of a JupyterLab serving a temporary copy of notebook 12."""
     with serve_lab(tmp_path, {NOTEBOOK: mc.repo_root() / "notebooks" / NOTEBOOK}) as lab:
         yield lab
 
@@ -168,7 +168,7 @@ def code_prompts(page) -> list[str]:
 
 
 class Browser:
-    """Chromium on notebook 08 in the JupyterLab of the `jupyterlab` fixture: open, run, draw, read."""
+    """Chromium on notebook 12 in the JupyterLab of the `jupyterlab` fixture: open, run, draw, read."""
 
     def __init__(self, sync_api, page, base, token):
         self.sync_api, self.page, self.base, self.token = sync_api, page, base, token

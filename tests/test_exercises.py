@@ -580,10 +580,10 @@ MUTANTS = {
     "07.2": [(fmap_no_pool, "skipped the pooling"), (fmap_no_padding, "ignored the padding"),
              (fmap_in_channels, "out_channels of the last convolution")],
     "07.3": [(pairs_with_diagonal, "diagonal"), (pairs_one_direction, "both ways"), (pairs_ascending, "smallest first")],
-    "08.1": [(com_swapped, "(column, row)"), (com_unweighted, "without weights")],
-    "08.2": [(crop_off_by_one, "cut off"), (crop_any_ink, "not ink"), (crop_empty_crashes, "without ink")],
-    "08.3": [(centre_sign_flipped, "sign is flipped"), (centre_swapped, "rows and columns are swapped")],
-    "08.4": [(fit_stretched, "keep the aspect ratio"), (fit_truncated, "round to the nearest pixel"),
+    "12.1": [(com_swapped, "(column, row)"), (com_unweighted, "without weights")],
+    "12.2": [(crop_off_by_one, "cut off"), (crop_any_ink, "not ink"), (crop_empty_crashes, "without ink")],
+    "12.3": [(centre_sign_flipped, "sign is flipped"), (centre_swapped, "rows and columns are swapped")],
+    "12.4": [(fit_stretched, "keep the aspect ratio"), (fit_truncated, "round to the nearest pixel"),
              (fit_swapped, "height first"), (fit_can_vanish, "at least 1")],
 }
 
@@ -593,7 +593,7 @@ MUTANTS = {
 
 def test_every_exercise_has_a_reference_a_hint_and_two_mutants():
     assert len(E.EXERCISES) >= 24
-    for nb in ("01", "02", "03", "04", "05", "06", "07", "08"):
+    for nb in ("01", "02", "03", "04", "05", "06", "07", "12"):
         assert len(E.exercises_of(nb)) >= 3, nb
     assert set(MUTANTS) == set(E.EXERCISES)
     for exercise_id, ex in E.EXERCISES.items():
@@ -665,7 +665,7 @@ def test_broadcasting_advice_only_where_broadcasting_is_the_likely_cause():
     keepdims = "keepdims=True keeps (N, 1)"
     for exercise_id in ("02.1", "02.2", "02.3"):
         assert keepdims in E.check(exercise_id, broadcast_error, quiet=True).message, exercise_id
-    for exercise_id in ("01.2", "03.1", "03.2", "04.3", "06.2", "08.3"):
+    for exercise_id in ("01.2", "03.1", "03.2", "04.3", "06.2", "12.3"):
         message = E.check(exercise_id, broadcast_error, quiet=True).message
         assert "could not be broadcast" in message and keepdims not in message, message
     assert "print the .shape of each array" in E.check("03.1", broadcast_error, quiet=True).message

@@ -89,7 +89,7 @@ def test_cnn_is_the_course_cnn_everywhere_and_the_wide_one_has_its_own_name():
     from mnist_course.pretrained import COURSE_MODELS
     from mnist_course.recipes import BEST_CNN
 
-    assert count_parameters(build_model("cnn")) == 98_682        # the course CNN (notebooks 04, 06-08)
+    assert count_parameters(build_model("cnn")) == 98_682        # the course CNN (notebooks 04, 06, 07, 12)
     assert count_parameters(build_model("cnn_wide")) == 421_642
     assert BEST_CNN["model"] == "cnn" and "cnn" in COURSE_MODELS
     with pytest.raises(ValueError, match="now called 'cnn'.*'cnn_wide'"):

@@ -41,7 +41,7 @@ def test_course_runs_every_notebook_in_fast_mode(tmp_path):
                MPLBACKEND="module://matplotlib_inline.backend_inline",
                MNIST_COURSE_FIGURES=str(figures), MNIST_COURSE_RESULTS=str(results))
     env.pop("MNIST_COURSE_RECORD", None)
-    temp = tmp_path / "tmp"  # the notebooks' temporary files: nothing may be left behind (notebook 08 once was)
+    temp = tmp_path / "tmp"  # the notebooks' temporary files: nothing may be left behind (notebook 12 once was)
     temp.mkdir()
     env["TMPDIR"] = str(temp)
     env.setdefault("MNIST_COURSE_MODELS", str(tmp_path / "models"))  # CI: build/test/models, reused by test_browser

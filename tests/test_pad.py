@@ -1,4 +1,4 @@
-"""The drawing pad of notebook 08 (mnist_course.pad), driven through its handlers and through the
+"""The drawing pad of notebook 12 (mnist_course.pad), driven through its handlers and through the
 messages its browser front end (ipycanvas) sends, without a browser; what it draws is read from
 the canvas commands sent to the browser."""
 

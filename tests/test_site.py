@@ -162,7 +162,7 @@ def check_site(site: Path, notebooks: Path, shots: Path | None = None) -> dict:
                 problems += [f"{where} loads from outside the site: {a}" for a in facts["offsite"]]
                 problems += [f"{where} could run script: {facts['runs'][:5]}"] if facts["runs"] else []
                 for text in facts["outputs"]:
-                    # an exception's traceback (an error output, or one printed to stderr); notebook 08
+                    # an exception's traceback (an error output, or one printed to stderr); notebook 12
                     # prints error *messages* on purpose, which are fine
                     if "Traceback (most recent call last)" in text:
                         problems.append(f"{where} an error output: {text[-300:]!r}")
@@ -353,15 +353,15 @@ def test_widgets_become_static(tmp_path):
             nbformat.v4.new_output("execute_result", data={site_mod.WIDGET_VIEW: {"model_id": "pad"}, "text/plain": "Pad()"},
                                    execution_count=1)])])
     nb.metadata["widgets"] = {site_mod.WIDGET_STATE: {"state": _tqdm_state("a:\u2007100%", 3, 3, "\u20073/3")}}
-    with pytest.raises(site_mod.SiteError, match="08_pad_from_code.png"):  # the pad's picture is missing
-        site_mod.replace_widgets(nbformat.from_dict(json.loads(json.dumps(nb))), "08", figures, out)
-    (figures / "08_pad_from_code.png").write_bytes(b"png")
-    site_mod.replace_widgets(nb, "08", figures, out)
+    with pytest.raises(site_mod.SiteError, match="12_pad_from_code.png"):  # the pad's picture is missing
+        site_mod.replace_widgets(nbformat.from_dict(json.loads(json.dumps(nb))), "12", figures, out)
+    (figures / "12_pad_from_code.png").write_bytes(b"png")
+    site_mod.replace_widgets(nb, "12", figures, out)
     bars, pad = nb.cells[0].outputs, nb.cells[1].outputs
     assert len(bars) == 1 and bars[0]["data"] == {"text/html": '<pre class="progress-bars">a: 100%|██████████| 3/3\n'
                                                                  'a: 100%|██████████| 3/3</pre>'}
-    assert 'src="figures/08_pad_from_code.png"' in pad[0]["data"]["text/html"] and "make lab" in pad[0]["data"]["text/html"]
-    assert (out / "figures" / "08_pad_from_code.png").is_file() and "widgets" not in nb.metadata
+    assert 'src="figures/12_pad_from_code.png"' in pad[0]["data"]["text/html"] and "make lab" in pad[0]["data"]["text/html"]
+    assert (out / "figures" / "12_pad_from_code.png").is_file() and "widgets" not in nb.metadata
 
 
 def test_exercise_cells_are_unrun_and_answers_folded():

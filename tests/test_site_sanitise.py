@@ -271,7 +271,7 @@ def test_sanitise_html_removes(fragment, gone):
 def test_sanitise_html_keeps_math_figures_and_code():
     math = site_mod.latex_to_mathml(r"\frac{1}{N}\sum_{i=1}^{N} \hat{y}_i \leq \sqrt[3]{x}", display=True)
     assert html.unescape(site_mod.sanitise_html(math)) == html.unescape(math)  # nh3 writes characters, not entities
-    figure = ('<figure class="static-widget"><img src="figures/08_pad_from_code.png" alt="the pad">'
+    figure = ('<figure class="static-widget"><img src="figures/12_pad_from_code.png" alt="the pad">'
               "<figcaption>run <code>make lab</code></figcaption></figure>")
     assert site_mod.sanitise_html(figure) == figure
     picture = f'<img src="data:image/png;base64,{PNG}" alt="x" width="10">'

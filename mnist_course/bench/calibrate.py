@@ -1,7 +1,7 @@
 """The 'not sure' threshold of predict_image, measured on realistic pictures of validation digits
 (never the test set): ``mnist-course bench calibrate`` prints what drawing.NOT_SURE_BELOW should be.
 
-Notebook 08 teaches the method (:func:`mnist_course.drawing.calibrate_not_sure`); this is the command
+Notebook 12 teaches the method (:func:`mnist_course.drawing.calibrate_not_sure`); this is the command
 that computed the constant, with the course CNN of the recorded run.
 """
 

@@ -49,12 +49,12 @@ would give (the gradient times N, the transposed matrix, the flipped kernel, the
 in eval mode...) and says which one it is, in plain words.
 
 The modules: ``core`` (the registry, ``check`` and the helpers the checks share), ``nb01`` ...
-``nb08`` (each notebook's checks; importing them here fills ``EXERCISES``), ``status`` (progress
+``nb12`` (each notebook's checks; importing them here fills ``EXERCISES``), ``status`` (progress
 over saved notebooks, the ``mnist-course status`` command) and ``solutions`` (the references).
 """
 
 # Each notebook module registers its checks in EXERCISES on import: import them all, first.
-from . import nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08  # noqa: F401
+from . import nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb12  # noqa: F401
 from .core import EXERCISES, Result, check, exercises_of, hint, reference, solution
 from .status import cell_check_calls, check_calls, notebook_status
 

@@ -199,7 +199,7 @@ def most_confused_pairs(C, k=3):
     return [(i, j, total) for total, i, j in pairs[:k]]
 
 
-# ---------------------------------------------------------------------- 08 · draw a digit
+# ---------------------------------------------------------------------- 12 · draw a digit
 
 
 def centre_of_mass(img):

@@ -81,7 +81,7 @@ NOTEBOOK_GUIDE: list[tuple[str, str, str]] = [
     ("07_inside_the_cnn",
      "filters, feature maps and error analysis",
      "{test_errors} test digits wrong of 10,000; most confused: {most_confused_pair}"),
-    ("08_draw_a_digit",
+    ("12_draw_a_digit",
      "draw a digit on a canvas and see the prediction live",
      "redrawn test digits: CNN {redrawn_acc_cnn} ({redrawn_acc_naive_cnn} without the preprocessing); "
      "{latency_ms_cnn} per prediction"),

@@ -52,10 +52,10 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 # Widgets that need a live kernel, shown as a picture the run saved (figure file, caption) per notebook.
 STATIC_WIDGETS = {
-    "08": ("08_pad_from_code.png",
+    "12": ("12_pad_from_code.png",
            "The drawing pad needs a running Python kernel: this is the pad's state after the notebook "
            "drew a 7 from code. To draw yourself: <code>make lab</code>, open "
-           "<code>08_draw_a_digit.ipynb</code> and run all cells."),
+           "<code>12_draw_a_digit.ipynb</code> and run all cells."),
 }
 LIVE_WIDGET_NOTE = ("An interactive widget ran here; it needs a running Python kernel: "
                     "<code>make lab</code> and run the notebook to use it.")

@@ -1,7 +1,7 @@
-"""The checks of notebook 08, draw a digit (notebooks/08_draw_a_digit.ipynb): a centre of mass (08.1),
-cropping to the ink (08.2), centring by the centre of mass (08.3), fitting into a 20x20 box (08.4).
+"""The checks of notebook 12, draw a digit (notebooks/12_draw_a_digit.ipynb): a centre of mass (12.1),
+cropping to the ink (12.2), centring by the centre of mass (12.3), fitting into a 20x20 box (12.4).
 
-Named after the notebook's number, as the exercise ids are ("08.k"), so an id says which module
+Named after the notebook's number, as the exercise ids are ("12.k"), so an id says which module
 checks it; the reference solutions are in :mod:`.solutions`, the registry and the shared helpers in
 :mod:`.core`.
 """
@@ -22,7 +22,7 @@ def _blob(shape, cy, cx, radius=2.5):
     return img.astype(np.float64)
 
 
-@exercise("08.1", "centre_of_mass", "the centre of mass of an image", """
+@exercise("12.1", "centre_of_mass", "the centre of mass of an image", """
     Weight every pixel's row and column by its intensity: rows, cols = np.indices(img.shape);
     row = (rows * img).sum() / img.sum(), likewise for the column. Return (row, column).""")
 def _check_com(fn):
@@ -40,7 +40,7 @@ def _check_com(fn):
     return "grey blobs in a non-square image, random ink and a single pixel"
 
 
-@exercise("08.2", "crop_to_ink", "crop to the ink's bounding box", """
+@exercise("12.2", "crop_to_ink", "crop to the ink's bounding box", """
     Find the rows and columns that hold a pixel above the threshold (np.flatnonzero((img > t).any(axis=1))
     for rows, axis=0 for columns) and slice img[first_row: last_row + 1, first_col: last_col + 1]
     (slices exclude their end). An image without ink gives img[:0, :0].""")
@@ -63,8 +63,8 @@ def _check_crop(fn):
     return "a block with a faint speck, ink at the border, a single pixel and an empty image"
 
 
-@exercise("08.3", "centre_by_mass", "centre a digit by its centre of mass", """
-    Compute the centre of mass (cy, cx) (exercise 08.1), then shift the image by the whole pixels
+@exercise("12.3", "centre_by_mass", "centre a digit by its centre of mass", """
+    Compute the centre of mass (cy, cx) (exercise 12.1), then shift the image by the whole pixels
     (round(centre - cy), round(centre - cx)): positive moves down/right. np.roll(img, (dy, dx),
     axis=(0, 1)) does it when the digit does not touch the border.""")
 def _check_centre(fn):
@@ -92,7 +92,7 @@ def _check_centre(fn):
     return "blobs and an uneven stroke end up centred at (14, 14), no ink lost"
 
 
-@exercise("08.4", "fit_size", "fit a digit into a 20x20 box", """
+@exercise("12.4", "fit_size", "fit a digit into a 20x20 box", """
     MNIST scales each digit so that its LONGER side is box pixels and keeps the aspect ratio:
     scale = box / max(h, w), then new_h = round(h * scale), new_w = round(w * scale), each at least
     1 pixel (a thin "1" must not vanish). Return (new_h, new_w).""")
