@@ -61,18 +61,22 @@ class Exercise:
     id: str
     function: str  # the name of the stub and of the reference solution
     title: str
-    hint: str
+    hint: str      # level 1: a nudge that names the idea
     checker: Callable
+    formula: str = ""  # level 2: the formula or the steps, never a line of the answer
 
 
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(exercise_id: str, function: str, title: str, hint: str):
+def exercise(exercise_id: str, function: str, title: str, hint: str, formula: str = ""):
     """Register the decorated checker as exercise `exercise_id` ("NN.k": notebook NN, k-th
-    exercise) of the function `function`, with its title and hint (dedented)."""
+    exercise) of the function `function`, with its title and two levels of hints (dedented):
+    `hint`, a nudge that names the idea, and `formula`, the formula or the steps. Neither holds a
+    line of the answer: that comes only from `solution(exercise_id)`."""
     def register(checker):
-        EXERCISES[exercise_id] = Exercise(exercise_id, function, title, textwrap.dedent(hint).strip(), checker)
+        EXERCISES[exercise_id] = Exercise(exercise_id, function, title, textwrap.dedent(hint).strip(), checker,
+                                          textwrap.dedent(formula).strip())
         return checker
     return register
 
@@ -93,10 +97,16 @@ def reference(exercise_id: str) -> Callable:
     return getattr(solutions, _lookup(exercise_id).function)
 
 
-def hint(exercise_id: str) -> None:
-    """Print the hint of an exercise."""
+def hint(exercise_id: str, level: int = 1) -> None:
+    """Print a hint of an exercise: level 1 names the idea, level 2 gives the formula or the steps."""
     ex = _lookup(exercise_id)
-    print(f"Hint for {exercise_id} ({ex.title}):\n{ex.hint}")
+    if level not in (1, 2):
+        raise ValueError(f"hint({exercise_id!r}, level={level!r}): the levels are 1 (the idea) and 2 (the formula)")
+    if level == 1 or not ex.formula:
+        more = f"\n(hint({exercise_id!r}, 2) gives the formula.)" if ex.formula else ""
+        print(f"Hint for {exercise_id} ({ex.title}):\n{ex.hint}{more}")
+    else:
+        print(f"Hint 2 for {exercise_id} ({ex.title}):\n{ex.formula}")
 
 
 def solution(exercise_id: str) -> None:
