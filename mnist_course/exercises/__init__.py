@@ -54,7 +54,7 @@ over saved notebooks, the ``mnist-course status`` command) and ``solutions`` (th
 """
 
 # Each notebook module registers its checks in EXERCISES on import: import them all, first.
-from . import nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb12  # noqa: F401
+from . import nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11, nb12  # noqa: F401
 from .core import EXERCISES, Result, check, exercises_of, hint, reference, solution
 from .status import cell_check_calls, check_calls, notebook_status
 

@@ -1,0 +1,1 @@
+"""The checks of notebook 09, overfitting and the learning rate (being written)."""

@@ -1,0 +1,1 @@
+"""The checks of notebook 10, what the CNN looks at (being written)."""

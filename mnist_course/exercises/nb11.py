@@ -1,0 +1,1 @@
+"""The checks of notebook 11, trusting the confidence (being written)."""
