@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str | Callable[[list[str]], int], str]] = {
     "bench": ("mnist_course.bench.benchmark", "time data loading, training to 99% and inference (a report)"),
     "readme": ("mnist_course.tooling.readme", "regenerate the generated blocks of README.md, docs/ and CONTRIBUTING.md"),
     "nbrefs": ("mnist_course.tooling.nbrefs", "store or check the nbval reference outputs of the checked cells"),
+    "words": ("mnist_course.tooling.wordcount", "words of lesson prose per notebook (markdown outside code); --pointers"),
 }
 # `mnist-course bench NAME ...`; plain `mnist-course bench` is the benchmark
 BENCH: dict[str, tuple[str, str]] = {
