@@ -79,27 +79,32 @@ def live(app, **options):
 
 def trickle(port: int, head: bytes, drip: bytes = b"x", every: float = 0.2, limit: float = 4.0) -> tuple[float, bytes]:
     """Send `head`, then `drip` every `every` s, as a slow client does, until the server answers 408 or
-    closes the connection (or `limit` s pass); returns (seconds until then, what the server sent)."""
+    closes the connection (or `limit` s pass), and read until the server closes it; returns (seconds until
+    the 408, or until the close, and everything the server sent)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=limit)
     s.settimeout(every)
-    start, got = time.monotonic(), b""
+    start, got, answered = time.monotonic(), b"", None
     try:
         if head:
             s.sendall(head)
         while time.monotonic() - start < limit:
             try:
                 data = s.recv(65536)
-                got += data
-                if not data or b"HTTP/1.1 408" in got:
-                    break
             except TimeoutError:
-                pass
-            if drip:
+                data = None
+            except OSError:              # reset by the server after its answer
+                break
+            if data == b"":              # closed by the server
+                break
+            got += data or b""
+            if answered is None and b"HTTP/1.1 408" in got:
+                answered = time.monotonic() - start   # the answer's head and body may come in two reads
+            if drip and answered is None:
                 try:
                     s.sendall(drip)
                 except OSError:          # closed by the server
                     break
-        return time.monotonic() - start, got
+        return (answered if answered is not None else time.monotonic() - start), got
     finally:
         s.close()
 
