@@ -18,10 +18,17 @@ def _idx(type_code: int, dims, payload: bytes = b"\x07" * 12) -> bytes:
     return bytes([0, 0, type_code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
 
 
-@exercise("01.1", "read_idx_header", "decode an IDX header", """
-    Bytes 0-1 are zero, byte 2 is the type code, byte 3 the number of dimensions d. Then come d
-    sizes, 4 bytes each, big-endian: int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big"). The data
-    start right after them, at offset 4 + 4 * d. raw holds more bytes than the header: do not use len(raw).""")
+@exercise("01.1", "read_idx_header", "decode an IDX header", hint="""
+    An IDX file starts with a small header: a 4-byte "magic number" (two zero bytes, a byte for the
+    data type, a byte for the number of dimensions), then one size per dimension, then the data. The
+    usual mistakes: reading the sizes in the wrong byte order (IDX is big-endian: the most significant
+    byte comes first), mixing up bytes 2 and 3, and taking the header to be 16 bytes long (true only for
+    3 dimensions).""",
+          formula="""
+    Steps: 1. The type code is byte 2 and the number of dimensions d is byte 3. 2. Size number i
+    (i = 0 ... d - 1) is the 4 bytes starting at 4 + 4i, read as a big-endian unsigned integer (Python's
+    int.from_bytes with the byte order "big"). 3. The data start right after the last size, at
+    4 + 4d. Do not use the length of raw: it holds more bytes than the header.""")
 def _check_idx(fn):
     cases = {"the training images' header": (0x08, (60000, 28, 28)), "the labels' header": (0x08, (60000,)),
              "a 2-D float32 header (type code 0x0D)": (0x0D, (3, 70000))}
@@ -51,9 +58,16 @@ def _check_idx(fn):
     return "images, labels and a float header decoded"
 
 
-@exercise("01.2", "standardize", "standardise with the training set's statistics", """
-    Scale both to [0, 1] (divide by 255, as floats), then compute ONE mean and ONE standard deviation
-    over all pixels of X_train (not per pixel, not of X), and return (X / 255 - mean) / std.""")
+@exercise("01.2", "standardize", "standardise with the training set's statistics", hint="""
+    Standardising subtracts a mean and divides by a standard deviation, so the network sees
+    pixels centred on 0 with a spread of 1. The statistics are the TRAINING set's: one mean and one
+    standard deviation over all of its pixels, applied to any batch. The usual mistakes: the statistics
+    of the batch itself (the test set stays unseen, and one image has statistics of its own), a mean and
+    std per pixel position, and forgetting to subtract the mean.""",
+          formula="""
+    With x = X / 255 and t = X_train / 255, both as floats: mu = the mean of every entry of t,
+    sigma = the standard deviation of every entry of t (two plain numbers, not arrays); the result is
+    (x - mu) / sigma, with X's shape.""")
 def _check_standardize(fn):
     rng = seeded_rng(1)
     X_train = (rng.random((300, 28, 28)) < 0.3) * rng.integers(1, 256, (300, 28, 28))
@@ -76,10 +90,17 @@ def _check_standardize(fn):
     return "test batches and a single image standardised with the training statistics"
 
 
-@exercise("01.3", "batch_indices", "the batch iterator's index batches", """
-    order = np.random.default_rng(seed).permutation(n), then slice it: order[i: i + batch_size] for
-    i = 0, batch_size, 2 * batch_size, ... The last slice is shorter when n % batch_size != 0; with
-    drop_last=True leave it out.""")
+@exercise("01.3", "batch_indices", "the batch iterator's index batches", hint="""
+    One epoch visits every example once, in a fresh random order: shuffle the indices 0 ... n - 1
+    once, with a random generator made from seed (the same seed must give the same batches), then cut
+    the shuffled order into consecutive pieces. The usual mistakes: no shuffle, NumPy's global random
+    state instead of the seed, and losing the last, smaller batch (or keeping it when drop_last asks
+    to drop it).""",
+          formula="""
+    Steps: 1. A random permutation of 0 ... n - 1 from a NumPy Generator built from seed
+    (np.random.default_rng). 2. Batch k holds entries k*b to k*b + b - 1 of that order (b = batch_size),
+    for k = 0, 1, 2, ... 3. When n is not a multiple of b the last batch has n mod b entries: keep it,
+    unless drop_last, then stop at the largest multiple of b.""")
 def _check_batches(fn):
     def run(n, bs, seed, drop_last, case):
         out = call(fn, n, bs, seed, drop_last=drop_last, case=case)

@@ -41,9 +41,16 @@ _UNDERFLOW = ("you subtracted the maximum of the whole batch (z.max()), not each
 _KEEPDIMS = "Shapes: a reduction over axis 1 gives (N,); keepdims=True keeps (N, 1), which broadcasts row by row."
 
 
-@exercise("02.1", "softmax", "a numerically stable softmax", """
-    Subtract each row's maximum (z.max(axis=1, keepdims=True)), exponentiate, divide each row by its
-    sum (axis=1, keepdims=True). keepdims keeps the shape (N, 1), which broadcasts row by row.""")
+@exercise("02.1", "softmax", "a numerically stable softmax", hint="""
+    The softmax does not change when the same number is subtracted from every logit of a row:
+    subtract the row's largest logit and the largest exponential becomes e^0 = 1, so nothing overflows
+    (e^1000 is inf, and inf / inf is nan). The usual mistakes: the maximum of the whole batch instead of
+    each row's (a row far below it underflows to 0 / 0), normalising over the batch instead of the
+    classes, and a row maximum or row sum of shape (N,) that broadcasts along the wrong axis.""",
+          formula="""
+    For each row i: m_i = max over j of z_ij; e_ij = exp(z_ij - m_i); p_ij = e_ij / (sum over k of
+    e_ik). A NumPy reduction over axis 1 with keepdims=True has shape (N, 1), which broadcasts across
+    each row of an (N, C) array.""")
 def _check_softmax(fn):
     for case, z in _logit_cases().items():
         out = call(fn, z, case=case, broadcast=_KEEPDIMS)
@@ -70,10 +77,16 @@ def _check_softmax(fn):
     return "random, +-1000, a batch of one and non-square logits; PyTorch agrees"
 
 
-@exercise("02.2", "cross_entropy", "the mean cross-entropy, via log-sum-exp", """
-    log p_y = z_y - m - log(sum_j exp(z_j - m)) with m the row's max (log-sum-exp): never take the
-    log of a softmax, which can be exactly 0. Pick each row's label with log_p[np.arange(N), y],
-    and return minus the MEAN over the batch, a single number.""")
+@exercise("02.2", "cross_entropy", "the mean cross-entropy, via log-sum-exp", hint="""
+    The loss of one example is -log p_y, minus the log-probability of its true class; the batch's
+    loss is the mean over the examples. Never take the log of a softmax: a probability that underflows
+    to exactly 0 has log -inf. Work in log space with the log-sum-exp trick instead. The usual
+    mistakes: the log of the softmax, a sum instead of a mean, the sign flipped, and picking the label
+    columns for every row.""",
+          formula="""
+    With m_i = max over j of z_ij: log p_ij = z_ij - m_i - log(sum over k of exp(z_ik - m_i)). Take
+    ONE entry per row, row i's at column y_i (fancy indexing with an array of row numbers 0 ... N - 1
+    and y), then the loss is -(1/N) times the sum over i of log p_(i, y_i): a single float.""")
 def _check_cross_entropy(fn):
     for case, z, y in _labelled_cases():
         want = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y)).item()
@@ -94,10 +107,16 @@ def _check_cross_entropy(fn):
     return "random, +-1000, a batch of one and non-square logits; F.cross_entropy agrees"
 
 
-@exercise("02.3", "cross_entropy_grad", "the gradient of the loss w.r.t. the logits", """
-    dZ = (softmax(z) - onehot(y)) / N: copy the probabilities, subtract 1 at each row's label
-    (dZ[np.arange(N), y] -= 1), divide by the batch size N because the loss is a mean. dZ has
-    the shape of z, (N, C).""")
+@exercise("02.3", "cross_entropy_grad", "the gradient of the loss w.r.t. the logits", hint="""
+    The gradient of the mean cross-entropy with respect to the logits has a famously simple form:
+    the predicted probabilities minus the one-hot true labels, divided by the batch size. The usual
+    mistakes: forgetting the 1/N (the loss is a mean), subtracting 1 in the label columns of every row
+    instead of one entry per row, the sign the wrong way round, and a transposed result.""",
+          formula="""
+    dL/dz_ij = (p_ij - [j == y_i]) / N, where p is the row-wise softmax of the logits and [j == y_i]
+    is 1 at the true class and 0 elsewhere. Steps: the probabilities (your softmax from 02.1, on a new
+    array), minus 1 at position (i, y_i) for each row i (one entry per row), everything divided by N.
+    The result has the shape of z, (N, C).""")
 def _check_grad(fn):
     for case, z, y in _labelled_cases():
         zt = torch.from_numpy(z).requires_grad_()

@@ -18,9 +18,15 @@ from .core import Mistake, as_array, call, exercise, expect, seeded_rng
 _NO_MINUS = "no minus in the backward pass (the minus of gradient descent belongs to the update, w - lr * grad)."
 
 
-@exercise("03.1", "relu_backward", "backward through a ReLU", """
-    A = max(0, H) has slope 1 where H > 0 and 0 elsewhere (also at exactly 0, as in PyTorch):
-    dH = dA * (H > 0).""")
+@exercise("03.1", "relu_backward", "backward through a ReLU", hint="""
+    The chain rule through an element-wise function multiplies by its slope. The ReLU max(0, h)
+    has slope 1 where h > 0 and slope 0 elsewhere, so the gradient passes unchanged where the ReLU's
+    INPUT was positive and is blocked where it was not. The usual mistakes: passing the gradient
+    everywhere, using h >= 0 (PyTorch takes the slope at exactly 0 to be 0), multiplying by H itself,
+    and returning the mask without the gradient.""",
+          formula="""
+    dH_ij = dA_ij x 1[H_ij > 0]: an element-wise product of the incoming gradient with a 0/1 mask
+    that compares the ReLU's input with zero (a boolean array multiplies as 0 and 1).""")
 def _check_relu(fn):
     rng = seeded_rng(3)
     for case, (N, D) in {"a 4x6 batch with some exact zeros": (4, 6), "a batch of one": (1, 5)}.items():
@@ -40,10 +46,16 @@ def _check_relu(fn):
     return "with exact zeros and a batch of one; autograd agrees"
 
 
-@exercise("03.2", "linear_backward", "backward through a linear layer", """
-    Z = A @ W.T + b. Each gradient has the shape of its variable: dA = dZ @ W (N, in),
-    dW = dZ.T @ A (out, in), db = dZ.sum(axis=0) (out,): the bias is used by every example, so its
-    gradient is a SUM over the batch (dZ already carries the 1/N).""")
+@exercise("03.2", "linear_backward", "backward through a linear layer", hint="""
+    Z = A Wᵀ + b. Each gradient has the shape of the variable it belongs to, and the shapes
+    nearly decide the formulas: find the product of dZ with W or with A whose shape comes out right.
+    The bias is added to every example, so its gradient gathers over the whole batch. The usual
+    mistakes: transposed results, averaging db (dZ already carries the 1/N of the mean loss), and a
+    minus sign (the minus belongs to the update, not to the backward pass).""",
+          formula="""
+    Shapes: dZ (N, out), A (N, in), W (out, in). In index form: dA_nj = sum over o of dZ_no W_oj
+    (N, in); dW_oj = sum over n of dZ_no A_nj (out, in); db_o = sum over n of dZ_no (out,). The first
+    two are matrix products (one of them with a transpose), the third a sum over axis 0.""")
 def _check_linear(fn):
     rng = seeded_rng(4)
     for case, (N, n_in, n_out) in {"N=4, in=6, out=3": (4, 6, 3), "a batch of one": (1, 5, 2),
@@ -70,9 +82,15 @@ def _check_linear(fn):
     return "dA, dW and db on three shapes; autograd agrees"
 
 
-@exercise("03.3", "sgd_momentum_step", "one step of SGD with momentum", """
-    PyTorch's rule: velocity = momentum * velocity + grad, then w = w - lr * velocity. The full
-    gradient is added (no (1 - momentum) factor); the velocity starts at zeros.""")
+@exercise("03.3", "sgd_momentum_step", "one step of SGD with momentum", hint="""
+    Momentum keeps a running direction, the velocity: a decaying sum of the past gradients. The
+    step follows the velocity instead of the current gradient alone, which smooths out zig-zags and
+    speeds up along consistent directions. Follow PyTorch's convention. The usual mistakes: damping the
+    gradient by (1 - momentum) (another convention, not torch.optim.SGD's), not carrying the velocity to
+    the next step, and stepping uphill.""",
+          formula="""
+    With mu = momentum and g = grad: v_new = mu v + g (the full gradient added), then
+    w_new = w - lr v_new; return both. The velocity starts at zeros, so the first step is plain SGD.""")
 def _check_sgd(fn):
     rng = seeded_rng(5)
     for case, (lr, momentum) in {"lr=0.1, momentum=0.9": (0.1, 0.9), "lr=0.5, momentum=0": (0.5, 0.0)}.items():

@@ -16,9 +16,14 @@ from torch import nn
 from .core import as_int, call, exercise, expect, wrong_number
 
 
-@exercise("04.1", "conv_output_size", "a convolution's output size", """
-    A k-wide window fits n - k + 1 times into n pixels. Padding adds p pixels on BOTH sides
-    (n + 2p), and a stride s keeps every s-th position: (n + 2p - k) // s + 1.""")
+@exercise("04.1", "conv_output_size", "a convolution's output size", hint="""
+    Count the positions where the window fits. A k-wide window fits into n pixels at n - k + 1
+    positions; padding adds pixels on BOTH sides; a stride keeps only every s-th position, starting at
+    the first. The usual mistakes: forgetting the + 1, padding only one side, ignoring the stride, and
+    rounding up (a window that would stick out over the edge is not used).""",
+          formula="""
+    out = floor((n + 2p - k) / s) + 1, with p the padding, k the kernel size and s the stride. Floor
+    division (//) of whole numbers keeps the result a whole number.""")
 def _check_out_size(fn):
     cases = [(28, 3, 0, 1), (28, 3, 1, 1), (28, 5, 2, 2), (7, 3, 0, 2), (28, 2, 0, 2), (10, 4, 1, 3), (8, 3, 0, 2)]
     for n, k, p, s in cases:
@@ -35,9 +40,13 @@ def _check_out_size(fn):
     return f"{len(cases)} shapes, nn.Conv2d agrees"
 
 
-@exercise("04.2", "conv_num_params", "a convolution's parameter count", """
-    Each of the out_channels filters has in_channels x kernel_size x kernel_size weights (it looks
-    at every input channel), plus one bias per filter when bias=True.""")
+@exercise("04.2", "conv_num_params", "a convolution's parameter count", hint="""
+    A convolution has one filter per output channel; each filter looks at EVERY input channel
+    through a k x k window, so it holds one weight per (input channel, row, column) of its window, and
+    one bias. The usual mistakes: forgetting the input channels, forgetting the biases, and one bias per
+    (output, input) pair instead of one per output channel.""",
+          formula="""
+    parameters = C_out x (C_in x k² + 1) with biases, C_out x C_in x k² without (bias=False).""")
 def _check_params(fn):
     cases = [(1, 8, 3, True), (8, 15, 3, True), (16, 32, 5, False), (3, 1, 1, True), (35, 10, 1, True)]
     for c_in, c_out, k, bias in cases:
@@ -58,9 +67,17 @@ _WINDOWS = ("Each window X[i:i + h, j:j + w] must have K's shape (h, w), so the 
             "Y has H - h + 1 rows and W - w + 1 columns, i in range(H - h + 1) and j in range(W - w + 1).")
 
 
-@exercise("04.3", "corr2d", "a 2-D cross-correlation with loops", """
-    Y has (H - h + 1) rows and (W - w + 1) columns; Y[i, j] = (X[i:i + h, j:j + w] * K).sum().
-    No flipping of K: what deep learning calls a convolution (nn.Conv2d) is a cross-correlation.""")
+@exercise("04.3", "corr2d", "a 2-D cross-correlation with loops", hint="""
+    Slide the kernel over the image: at every position where the whole kernel fits, multiply
+    the window by the kernel element by element and add everything up. That is what nn.Conv2d computes,
+    a cross-correlation: the kernel is NOT flipped (the textbook convolution flips it). The usual
+    mistakes: flipping the kernel, an output one row or column short, and windows that run over the
+    edge.""",
+          formula="""
+    For X (H, W) and a kernel (h, w): the output has H - h + 1 rows and W - w + 1 columns, and
+    Y_ij = sum over a < h and b < w of X_(i+a, j+b) K_ab. Make the output tensor first (zeros, X's
+    dtype), then two loops over its rows i and columns j; inside, the window is the h x w block of X
+    whose top-left corner is (i, j).""")
 def _check_corr2d(fn):
     g = torch.Generator().manual_seed(6)
     digit = torch.zeros(12, 10, dtype=torch.float64)
@@ -81,9 +98,15 @@ def _check_corr2d(fn):
     return "non-square X and K, an edge kernel, 1x1 and full-size kernels; F.conv2d agrees"
 
 
-@exercise("04.4", "max_pool2d", "2x2 max-pooling", """
-    Cut X into non-overlapping 2x2 blocks (stride 2) and keep each block's maximum; the output is
-    (H // 2, W // 2): an odd last row or column is dropped, as in nn.MaxPool2d(2).""")
+@exercise("04.4", "max_pool2d", "2x2 max-pooling", hint="""
+    Max-pooling cuts the feature map into non-overlapping 2 x 2 blocks (a stride of 2) and keeps
+    the largest value of each: a stroke moved by one pixel inside a block gives the same output. An odd
+    last row or column fills no block and is dropped, as in nn.MaxPool2d(2). The usual mistakes:
+    averaging, overlapping windows (stride 1), and padding the odd edge.""",
+          formula="""
+    The output has floor(H/2) rows and floor(W/2) columns, and Y_ij is the largest of X_(2i, 2j),
+    X_(2i, 2j+1), X_(2i+1, 2j) and X_(2i+1, 2j+1). Two loops do it; without loops: cut X to even sizes,
+    view it as (H/2, 2, W/2, 2) and take the maximum over the two axes of length 2.""")
 def _check_pool(fn):
     g = torch.Generator().manual_seed(7)
     for case, (H, W) in {"X 4x6": (4, 6), "X 5x7 (odd)": (5, 7), "X 2x2": (2, 2)}.items():

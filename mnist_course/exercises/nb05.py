@@ -22,9 +22,14 @@ def _perm(n, seed):
 _ROWS = "Did you index the rows (X[perm]) instead of the columns (X[:, perm])?"
 
 
-@exercise("05.1", "permute_pixels", "apply a pixel permutation to a batch", """
-    Pixel j of the result is pixel perm[j] of the original, in every image (row): index the columns,
-    X[:, perm]. The same perm for all images.""")
+@exercise("05.1", "permute_pixels", "apply a pixel permutation to a batch", hint="""
+    A pixel permutation moves the pixels to new positions, the same way in every image: it
+    reorders the columns of the (N, 784) batch, never the rows (the images). The usual mistakes:
+    shuffling the images instead of the pixels, and the inverse permutation (sending pixel j to
+    position perm[j], where position j should take pixel perm[j]).""",
+          formula="""
+    X_perm[n, j] = X[n, perm[j]] for every image n and every position j: index the pixel axis (the
+    second) with the whole perm tensor at once, keeping every row.""")
 def _check_permute(fn):
     g = torch.Generator().manual_seed(8)
     for case, (N, D) in {"6 images of 6 pixels": (6, 6), "3 images of 784 pixels": (3, 784), "a batch of one": (1, 784)}.items():
@@ -36,9 +41,14 @@ def _check_permute(fn):
     return "square and 784-pixel batches, a batch of one"
 
 
-@exercise("05.2", "inverse_permutation", "invert a permutation", """
-    The inverse sends position perm[j] back to j: inv[perm] = torch.arange(len(perm))
-    (torch.argsort(perm) gives the same).""")
+@exercise("05.2", "inverse_permutation", "invert a permutation", hint="""
+    The inverse permutation undoes perm: where perm took pixel perm[j] to position j, the inverse
+    takes it back from position j to perm[j]. The usual mistakes: returning perm itself (a permutation
+    is its own inverse only in special cases, such as a single swap) and applying perm twice.""",
+          formula="""
+    inv[perm[j]] = j for every j. Start from an empty index tensor of perm's length and write the
+    numbers 0 ... n - 1 into the places that perm names, in one assignment with fancy indexing on the
+    left. Another way: the inverse of perm is the order that sorts it (torch.argsort).""")
 def _check_inverse(fn):
     for case, perm in {"perm [1, 2, 0]": torch.tensor([1, 2, 0]), "a random permutation of 784": _perm(784, 9),
                        "the identity of 5": torch.arange(5), "a single pixel": torch.tensor([0])}.items():
@@ -52,10 +62,16 @@ def _check_inverse(fn):
     return "a 3-cycle, 784 pixels, the identity and a single pixel"
 
 
-@exercise("05.3", "permute_first_layer", "permute a first layer's weights", """
-    W x = sum_i W[:, i] x[i]. On permuted images x_perm[j] = x[perm[j]], so weight column j must be
-    the old column perm[j]: W[:, perm] (that is W Pᵀ). Permute the columns, which meet the pixels,
-    not the rows (the hidden units).""")
+@exercise("05.3", "permute_first_layer", "permute a first layer's weights", hint="""
+    A fully connected layer computes W x = sum over i of (column i of W) times x_i: weight column i
+    meets pixel i. When every image's pixels are permuted, the outputs stay the same if the weight
+    columns are permuted the same way, so that each weight meets the same pixel as before. The usual
+    mistakes: permuting the rows (they belong to the hidden units, not to the pixels) and the inverse
+    permutation.""",
+          formula="""
+    With x_perm[j] = x[perm[j]] you want W' x_perm = W x, that is sum over j of W'[:, j] x[perm[j]] =
+    sum over i of W[:, i] x[i]: so column j of W' is column perm[j] of W (in matrix terms W' = W Pᵀ,
+    where x_perm = P x). It is exercise 05.1's indexing, on W's columns.""")
 def _check_first_layer(fn):
     g = torch.Generator().manual_seed(10)
     for case, (n_out, D) in {"W 5x12": (5, 12), "W 12x12": (12, 12), "W 8x784": (8, 784)}.items():

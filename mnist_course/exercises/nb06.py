@@ -18,10 +18,16 @@ from torch import nn
 from .core import Mistake, as_array, call, exercise, expect
 
 
-@exercise("06.1", "dropout", "inverted dropout", """
-    In training: keep = torch.rand(X.shape, generator=generator) >= p (each element dropped with
-    probability p), return X * keep / (1 - p), so the mean is unchanged. In evaluation
-    (training=False) return X unchanged.""")
+@exercise("06.1", "dropout", "inverted dropout", hint="""
+    Dropout zeroes each activation at random, with probability p, in training only. Inverted
+    dropout also scales the survivors up, so that every element keeps its expected value and nothing
+    has to change at evaluation. The usual mistakes: p taken as the probability to KEEP, no scaling (or
+    multiplying by 1 - p instead of dividing), and dropping in evaluation mode.""",
+          formula="""
+    Training: draw one uniform random number u per element from the given generator (torch.rand
+    accepts generator=...), keep the element when u >= p, so it is dropped with probability p; the
+    result is X times that 0/1 mask, divided by (1 - p). Evaluation (training=False), or p = 0: X
+    unchanged.""")
 def _check_dropout(fn):
     X, p = torch.full((200, 500), 2.0), 0.3
     out = call(fn, X, p, training=False, generator=torch.Generator().manual_seed(0), case="evaluation mode")
@@ -55,12 +61,19 @@ _RUNNING_SHAPE = ("The running statistics have shape (C,), like the running_mean
                   "them with the (C,) batch statistics, X.mean(dim=(0, 2, 3)) without keepdim.")
 
 
-@exercise("06.2", "batchnorm_forward", "BatchNorm in train and eval mode", """
-    Training: mean and BIASED variance per channel over N, H and W (dims 0, 2, 3); normalise
-    (X - mean) / sqrt(var + eps), then gamma * X_hat + beta. Update running = (1 - momentum) * running
-    + momentum * batch statistic, with the UNBIASED variance (n / (n - 1), n = N*H*W) for running_var.
-    Eval: normalise with running_mean and running_var instead, and change nothing. Reshape (C,)
-    vectors to (1, C, 1, 1) to broadcast.""")
+@exercise("06.2", "batchnorm_forward", "BatchNorm in train and eval mode", hint="""
+    BatchNorm normalises each channel to mean 0 and variance 1, then lets the network scale and
+    shift it again (gamma, beta). In training the statistics are the batch's, per channel, over all
+    examples and positions, and a running average of them is kept for evaluation; in evaluation the
+    running statistics are used and nothing is updated. The usual mistakes: batch statistics in eval
+    mode, statistics over the batch axis only, the unbiased variance for normalising, the biased one for
+    the running variance, and momentum weighting the old value.""",
+          formula="""
+    Training, per channel c over dims 0, 2 and 3 (n = N H W values): mu_c = their mean, var_c = their
+    BIASED variance (divide by n); Y = gamma_c (X - mu_c) / sqrt(var_c + eps) + beta_c. Running
+    statistics: r_mean <- (1 - m) r_mean + m mu_c and r_var <- (1 - m) r_var + m var_c n / (n - 1) (the
+    UNBIASED variance, as PyTorch keeps). Eval: mu and var are the running ones, returned unchanged. A
+    (C,) vector lines up with the channels of (N, C, H, W) once shaped (1, C, 1, 1).""")
 def _check_batchnorm(fn):
     g = torch.Generator().manual_seed(11)
     C = 3
@@ -114,10 +127,16 @@ def _check_batchnorm(fn):
     return "train mode (Y and running statistics) and eval mode match nn.BatchNorm2d"
 
 
-@exercise("06.3", "adam_step", "one Adam step", """
-    m = beta1 * m + (1 - beta1) * grad; v = beta2 * v + (1 - beta2) * grad**2; bias-correct with the
-    step number t (1, 2, ...): m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t); then
-    w = w - lr * m_hat / (sqrt(v_hat) + eps): eps is added AFTER the square root.""")
+@exercise("06.3", "adam_step", "one Adam step", hint="""
+    Adam keeps two running averages per weight: m of the gradient (the direction) and v of the
+    squared gradient (its typical size), and steps by their ratio, so every weight moves by about lr per
+    step whatever the scale of its gradient. Both averages start at zero and are too small at first:
+    divide them by a bias correction that depends on the step number t. The usual mistakes: no bias
+    correction (or only one of the two), eps inside the square root, and stepping uphill.""",
+          formula="""
+    With g the gradient and b1, b2 the betas: m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g²
+    (element-wise); m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t); w <- w - lr m_hat / (sqrt(v_hat) +
+    eps), eps added AFTER the square root. Return the new w, m and v.""")
 def _check_adam(fn):
     g = torch.Generator().manual_seed(12)
     for case, grad_scale in {"ordinary gradients": 1.0, "tiny gradients (about 1e-7)": 1e-7}.items():

@@ -30,10 +30,17 @@ def _measured_receptive_field(layers) -> int:
     return int(rows.max() - rows.min() + 1)
 
 
-@exercise("07.1", "receptive_field", "a receptive field's size", """
-    Walk the layers from the input up, keeping rf (starts at 1 pixel) and jump (the distance in input
-    pixels between neighbouring units, starts at 1): each layer adds (kernel_size - 1) * jump to rf,
-    THEN multiplies jump by its stride. A pooling layer is a layer with its kernel and stride.""")
+@exercise("07.1", "receptive_field", "a receptive field's size", hint="""
+    The receptive field is the patch of input pixels that one unit of the last layer sees. Each
+    layer widens it by (kernel size - 1) steps, and a step is measured in input pixels: after a stride-2
+    layer (a pooling), neighbouring units are 2 input pixels apart, so every later kernel reaches twice
+    as far. The usual mistakes: ignoring the earlier strides, counting a layer's own stride in its own
+    widening, and starting from 0 instead of 1.""",
+          formula="""
+    Keep two numbers: r = 1 (a pixel sees itself) and j = 1 (neighbouring units are 1 input pixel
+    apart). For each layer (k, s), from the input up: first r <- r + (k - 1) j, then j <- j s. The answer
+    is the final r; in closed form r = 1 + sum over layers l of (k_l - 1) times the product of the
+    strides of the layers before l.""")
 def _check_rf(fn):
     stacks = {"no layers": [], "one 3x3 conv": [(3, 1)], "two 3x3 convs": [(3, 1), (3, 1)],
               "conv, 2x2 pool, conv": [(3, 1), (2, 2), (3, 1)],
@@ -53,10 +60,17 @@ def _check_rf(fn):
     return "six stacks; the gradient of one output unit in PyTorch agrees"
 
 
-@exercise("07.2", "feature_map_shape", "a feature map's shape", """
-    Go layer by layer: every nn.Conv2d and nn.MaxPool2d changes H and W by the output-size formula
-    (H + 2 * padding - kernel_size) // stride + 1 (exercise 04.1); C becomes the out_channels of each
-    convolution. nn.MaxPool2d(2) has kernel 2, stride 2 and padding 0. Return (C, H, W).""")
+@exercise("07.2", "feature_map_shape", "a feature map's shape", hint="""
+    Follow the shape through the layers without running them: every convolution and every
+    pooling changes the height and width by the output-size formula of exercise 04.1, with its own
+    kernel, stride and padding; a convolution sets the number of channels to its out_channels, a
+    pooling keeps it. The usual mistakes: skipping the pooling, ignoring the padding, swapping H and W,
+    and keeping the input's channels.""",
+          formula="""
+    Start from (C, H, W) = input_shape. For each layer: H <- floor((H + 2 p_h - k_h) / s_h) + 1, and
+    W likewise with k_w, s_w, p_w (a layer's kernel_size, stride and padding may be an int or an (h, w)
+    pair); an nn.Conv2d also sets C to its number of output channels. nn.MaxPool2d(2) has kernel 2,
+    stride 2 and padding 0. Return (C, H, W).""")
 def _check_feature_map(fn):
     stacks = {"one conv": ([nn.Conv2d(1, 8, 3)], (1, 28, 28)),
               "conv (padding 1) + pool": ([nn.Conv2d(1, 8, 3, padding=1), nn.MaxPool2d(2)], (1, 28, 28)),
@@ -88,10 +102,15 @@ def _check_feature_map(fn):
     return "four stacks, including a non-square input; a forward pass in PyTorch agrees"
 
 
-@exercise("07.3", "most_confused_pairs", "the most-confused pairs of classes", """
-    Row i, column j of C counts digits of class i called j. A pair {i, j} (i < j) has C[i, j] + C[j, i]
-    mistakes; the diagonal holds the correct answers and is not a pair. Collect (i, j, total) for
-    all i < j, sort by total, largest first, keep k.""")
+@exercise("07.3", "most_confused_pairs", "the most-confused pairs of classes", hint="""
+    Row i, column j of a confusion matrix counts the digits of class i that the model called j.
+    Two classes are confused both ways, so a pair's mistakes are its two off-diagonal entries together;
+    the diagonal holds the correct answers. The usual mistakes: the diagonal counted as a pair, one
+    direction only, a pair listed twice, and the smallest totals first.""",
+          formula="""
+    For every i < j: total_ij = C_ij + C_ji. Make the list of (total, i, j), sort it by total, largest
+    first (on ties the smaller i, then the smaller j first), keep the first k and return them as
+    (i, j, total) with plain ints.""")
 def _check_pairs(fn):
     rng = seeded_rng(13)
     C = rng.integers(0, 2, (10, 10))  # background: at most 2 mistakes per pair

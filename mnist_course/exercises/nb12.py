@@ -22,9 +22,15 @@ def _blob(shape, cy, cx, radius=2.5):
     return img.astype(np.float64)
 
 
-@exercise("12.1", "centre_of_mass", "the centre of mass of an image", """
-    Weight every pixel's row and column by its intensity: rows, cols = np.indices(img.shape);
-    row = (rows * img).sum() / img.sum(), likewise for the column. Return (row, column).""")
+@exercise("12.1", "centre_of_mass", "the centre of mass of an image", hint="""
+    The centre of mass is the intensity-weighted average position: every pixel votes for its own
+    (row, column) with a weight equal to its intensity, so dark ink counts more than faint ink and the
+    background not at all. The usual mistakes: averaging the ink positions without weights, and
+    returning (column, row) instead of (row, column).""",
+          formula="""
+    row = (sum over r, c of r img[r, c]) / (sum of img), column = (sum over r, c of c img[r, c]) /
+    (sum of img). np.indices gives two arrays the shape of the image, holding each pixel's row index
+    and column index.""")
 def _check_com(fn):
     rng = seeded_rng(14)
     for case, img in {"a grey blob in a 20x28 image": _blob((20, 28), 6, 19) + 0.3 * _blob((20, 28), 12, 5),
@@ -40,10 +46,18 @@ def _check_com(fn):
     return "grey blobs in a non-square image, random ink and a single pixel"
 
 
-@exercise("12.2", "crop_to_ink", "crop to the ink's bounding box", """
-    Find the rows and columns that hold a pixel above the threshold (np.flatnonzero((img > t).any(axis=1))
-    for rows, axis=0 for columns) and slice img[first_row: last_row + 1, first_col: last_col + 1]
-    (slices exclude their end). An image without ink gives img[:0, :0].""")
+@exercise("12.2", "crop_to_ink", "crop to the ink's bounding box", hint="""
+    Cropping to the ink keeps the smallest rectangle that holds every ink pixel, so the digit can
+    then be scaled wherever it was drawn. A pixel is ink when it is strictly above the threshold; find
+    the first and the last rows, and columns, that hold any ink. The usual mistakes: a slice that cuts
+    off the last row and column (a slice excludes its end), faint pixels at or below the threshold
+    counted as ink, and an error on an image without ink.""",
+          formula="""
+    Steps: 1. The ink mask: each pixel compared with the threshold. 2. The rows with ink are those
+    where the mask has any True along axis 1 (np.flatnonzero gives their indices); the columns likewise
+    along axis 0. 3. No ink at all: an empty (0, 0) array, a zero-length slice of both axes. 4. Else the
+    rows from the first to the last ink row INCLUDED (the slice stops at last + 1), the columns
+    likewise.""")
 def _check_crop(fn):
     img1 = np.zeros((10, 14))
     img1[2:7, 3:12] = 0.9
@@ -63,10 +77,16 @@ def _check_crop(fn):
     return "a block with a faint speck, ink at the border, a single pixel and an empty image"
 
 
-@exercise("12.3", "centre_by_mass", "centre a digit by its centre of mass", """
-    Compute the centre of mass (cy, cx) (exercise 12.1), then shift the image by the whole pixels
-    (round(centre - cy), round(centre - cx)): positive moves down/right. np.roll(img, (dy, dx),
-    axis=(0, 1)) does it when the digit does not touch the border.""")
+@exercise("12.3", "centre_by_mass", "centre a digit by its centre of mass", hint="""
+    MNIST's digits sit with their centre of mass at the middle of the 28 x 28 image, and a model
+    trained on them expects it there. Shift the drawn digit by whole pixels so that its centre of mass
+    lands as close as possible to (14, 14); a shift moves ink, it never adds or removes any. The usual
+    mistakes: a shift the wrong way (away from the centre), and rows and columns swapped.""",
+          formula="""
+    Compute the centre of mass (c_r, c_c) as in exercise 12.1. Shift by d_r = round(14 - c_r) rows and
+    d_c = round(14 - c_c) columns (positive: down and right). np.roll with a pair of shifts and the axes
+    (0, 1) moves both at once; it wraps around at the edges, which does no harm while the digit does not
+    touch the border.""")
 def _check_centre(fn):
     stroke = np.zeros((28, 28))
     stroke[5:12, 16] = 1.0
@@ -92,10 +112,15 @@ def _check_centre(fn):
     return "blobs and an uneven stroke end up centred at (14, 14), no ink lost"
 
 
-@exercise("12.4", "fit_size", "fit a digit into a 20x20 box", """
-    MNIST scales each digit so that its LONGER side is box pixels and keeps the aspect ratio:
-    scale = box / max(h, w), then new_h = round(h * scale), new_w = round(w * scale), each at least
-    1 pixel (a thin "1" must not vanish). Return (new_h, new_w).""")
+@exercise("12.4", "fit_size", "fit a digit into a 20x20 box", hint="""
+    MNIST scales each digit so that its LONGER side fits a 20-pixel box and keeps its
+    proportions: a tall 1 stays thin, a wide digit stays wide. One scale factor for both sides, then
+    each side rounded to whole pixels, never below one pixel. The usual mistakes: stretching to 20 x 20,
+    cutting the fraction off instead of rounding, returning (width, height), and a very thin side that
+    rounds to 0.""",
+          formula="""
+    s = box divided by the longer side, max(h, w); new_h = max(1, round(h s)) and new_w =
+    max(1, round(w s)); return (new_h, new_w), height first.""")
 def _check_fit(fn):
     from ..drawing import fit_box  # the library's version, the referee
 

@@ -11,7 +11,7 @@ checks themselves are in the ``nbNN`` modules, the registry in :mod:`.core`).
   plus the result of every top-level ``import`` in the notebook; then each top-level ``def`` /
   ``class`` of the cells that call ``check`` is executed (so helpers written next to an exercise
   are found). No other notebook code runs: no data loading, no training.
-- ``main(argv)``: the ``mnist-course status`` command (``--status PATH...``, ``--hint ID``,
+- ``main(argv)``: the ``mnist-course status`` command (``--status PATH...``, ``--hint ID [--level 2]``,
   ``--solution ID``).
 """
 
@@ -111,16 +111,24 @@ def notebook_status(path: str | Path) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     """The progress command, ``mnist-course status``: ``--status PATH...`` (notebooks or folders of
-    them), ``--hint ID``, ``--solution ID``; with none of them, the list of exercises."""
+    them), ``--hint ID [--level 2]``, ``--solution ID``; with none of them, the list of exercises."""
     parser = argparse.ArgumentParser(prog="mnist-course status",
                                      description="The course's checked exercises: progress, hints and solutions.")
     parser.add_argument("--status", nargs="+", metavar="PATH",
                         help="notebooks (or folders of them) as saved: list pass / fail / not attempted per exercise")
-    parser.add_argument("--hint", metavar="ID", help="print the hint of exercise ID (e.g. 02.1)")
+    parser.add_argument("--hint", metavar="ID", help="print the hint of exercise ID (e.g. 02.1): the idea, "
+                                                     "and the usual mistake")
+    parser.add_argument("--level", type=int, choices=(1, 2), default=1,
+                        help="with --hint: 1 names the idea (the default), 2 gives the formula or the steps")
     parser.add_argument("--solution", metavar="ID", help="print the reference solution of exercise ID")
     args = parser.parse_args(argv)
+    for exercise_id in filter(None, (args.hint, args.solution)):
+        if exercise_id not in EXERCISES:
+            parser.error(f"no exercise {exercise_id!r}; the ids are {', '.join(EXERCISES)}")
+    if args.level != 1 and not args.hint:
+        parser.error("--level goes with --hint, e.g. --hint 02.1 --level 2")
     if args.hint:
-        hint(args.hint)
+        hint(args.hint, args.level)
     if args.solution:
         solution(args.solution)
     if not args.status:

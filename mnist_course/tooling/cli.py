@@ -22,16 +22,21 @@ from ..settings import VERSION
 
 
 def status(argv: list[str]) -> int:
-    """``mnist-course status [PATH...] [--hint ID] [--solution ID]``: the learner's exercise progress."""
+    """``mnist-course status [PATH...] [--hint ID [--level 2]] [--solution ID]``: the learner's exercise progress."""
     parser = argparse.ArgumentParser(
         prog="mnist-course status",
         description="Your exercises, as your notebooks are saved: pass / fail / not attempted, per notebook.")
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="notebooks or folders of them (default: my-notebooks/ if it exists, else "
                              "notebooks/, else the current folder; relative to the current folder)")
-    parser.add_argument("--hint", metavar="ID", help="print the hint of exercise ID (e.g. 02.1)")
+    parser.add_argument("--hint", metavar="ID", help="print the hint of exercise ID (e.g. 02.1): the idea, "
+                                                     "and the usual mistake")
+    parser.add_argument("--level", type=int, choices=(1, 2), default=1,
+                        help="with --hint: 1 names the idea (the default), 2 gives the formula or the steps")
     parser.add_argument("--solution", metavar="ID", help="print the reference solution of exercise ID")
     args = parser.parse_args(argv)
+    if args.level != 1 and not args.hint:
+        parser.error("--level goes with --hint, e.g. --hint 02.1 --level 2")
     paths = args.paths
     if not paths and not (args.hint or args.solution):
         here = Path(".")  # e.g. JupyterLab's terminal, which starts in my-notebooks/
@@ -42,7 +47,8 @@ def status(argv: list[str]) -> int:
                          "e.g. mnist-course status path/to/my-notebooks")
         paths = [str(default)]
         print(f"reading {default.resolve()}/")
-    forwarded = (["--status", *paths] if paths else []) + (["--hint", args.hint] if args.hint else []) \
+    forwarded = (["--status", *paths] if paths else []) \
+        + (["--hint", args.hint, "--level", str(args.level)] if args.hint else []) \
         + (["--solution", args.solution] if args.solution else [])
     return importlib.import_module("mnist_course.exercises.status").main(forwarded)
 
@@ -52,7 +58,7 @@ COMMANDS: dict[str, tuple[str | Callable[[list[str]], int], str]] = {
     "lab": ("mnist_course.tooling.workspace",
             "copy the notebooks into my-notebooks/ (never overwriting yours) and open JupyterLab there"),
     "course": ("mnist_course.tooling.runner", "run the notebooks with papermill (--fast, --only NN, -p NAME VALUE)"),
-    "status": (status, "your exercises: pass / fail / not attempted per notebook; --hint ID, --solution ID"),
+    "status": (status, "your exercises: pass / fail / not attempted per notebook; --hint ID [--level 2], --solution ID"),
     "train": ("mnist_course.tooling.train", "train an MLP or CNN from the command line (--recipe best-cnn, --resume)"),
     "export": ("mnist_course.serving.export", "export a course model to ONNX, checked against PyTorch"),
     "serve": ("mnist_course.serving.service", "the web service and drawing page (FastAPI + uvicorn)"),
