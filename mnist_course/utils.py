@@ -287,6 +287,7 @@ PARAMETERS: dict[str, ParameterRule] = {
     "BEST_EPOCHS": _whole("BEST_EPOCHS", 1, 2, none_means=_EPOCHS),
     "BATCH_SIZE": _whole("BATCH_SIZE", 1, 128),
     "HIDDEN": _whole("HIDDEN", 1, 256),
+    "DEPTH": _whole("DEPTH", 2, 20),  # linear layers of notebook 08's deep MLP
     "LR": _number("LR", "a number > 0 (the learning rate)", lambda x: x > 0, 0.05),
     "LR_DECAY": _number("LR_DECAY", "a number > 0 and <= 1 (lr is multiplied by it after every epoch)",
                         lambda x: 0 < x <= 1, 0.8),
