@@ -205,6 +205,98 @@ def most_confused_pairs(C, k=3):
 # ---------------------------------------------------------------------- 09 · overfitting and the learning rate
 
 
+def range_test_lrs(lr_min, lr_max, num_steps):
+    """The learning rates of a range test: num_steps values growing geometrically (by the same
+    factor at every step) from lr_min to lr_max, both included -> a list of num_steps floats."""
+    factor = (lr_max / lr_min) ** (1 / (num_steps - 1))
+    return [lr_min * factor**i for i in range(num_steps)]
+
+
+def smooth_and_stop(losses, beta=0.98, stop_factor=4.0):
+    """losses: the range test's loss of each batch -> the bias-corrected exponential moving average
+    of the losses, up to and including the first step (after the first) whose smoothed loss exceeds
+    stop_factor times the lowest smoothed loss before it; all of them when none does."""
+    smoothed, avg, best = [], 0.0, float("inf")
+    for t, loss in enumerate(losses, 1):
+        avg = beta * avg + (1 - beta) * loss
+        smoothed.append(avg / (1 - beta**t))
+        if t > 1 and smoothed[-1] > stop_factor * best:
+            break
+        best = min(best, smoothed[-1])
+    return smoothed
+
+
+def steepest_lr(lrs, smoothed):
+    """lrs, smoothed: a range test's learning rates and smoothed losses (same length) -> the
+    learning rate where the smoothed loss falls fastest per unit of log(lr), among the steps up to
+    the lowest smoothed loss."""
+    lrs, smoothed = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
+    lowest = int(np.argmin(smoothed))
+    slope = np.gradient(smoothed[:lowest + 1], np.log(lrs[:lowest + 1]))
+    return float(lrs[int(np.argmin(slope))])
+
+
+def sgd_weight_decay_step(w, grad, v, lr, momentum, weight_decay):
+    """One step of torch.optim.SGD(lr, momentum, weight_decay) (no dampening, no Nesterov): w, grad, v
+    tensors of one shape, v the momentum buffer (zeros before the first step) -> (new w, new v)."""
+    grad = grad + weight_decay * w  # the gradient of the penalty (weight_decay / 2) * |w|^2
+    v = momentum * v + grad
+    return w - lr * v, v
+
+
+def fit_early_stopping(model, train_loader, val_loader, optimizer, num_epochs, patience,
+                       loss_fn=torch.nn.functional.cross_entropy):
+    """Train for at most num_epochs epochs, validating after each; stop once the validation loss has
+    not improved (strictly) for `patience` epochs in a row; end with the weights of the epoch with the
+    lowest validation loss. Loaders yield (X, y) batches. -> history: one dict per epoch trained,
+    {"epoch": 1, 2, ..., "train_loss": mean training loss, "val_loss": mean validation loss}."""
+    history, best_loss, best_state, bad_epochs = [], float("inf"), None, 0
+    for epoch in range(1, num_epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        for X, y in train_loader:
+            loss = loss_fn(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(y), count + len(y)
+        train_loss = total / count
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for X, y in val_loader:
+                total, count = total + loss_fn(model(X), y).item() * len(y), count + len(y)
+        val_loss = total / count
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if val_loss < best_loss:
+            best_loss, bad_epochs = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # a copy, not references
+        else:
+            bad_epochs += 1
+            if bad_epochs >= patience:
+                break
+    model.load_state_dict(best_state)
+    return history
+
+
+def time_per_call(fn, sync, repeats=10, warmup=2, clock=None):
+    """Seconds per call of fn() on a device that works asynchronously: warm up, wait for the device
+    (sync()), read the clock, call fn() `repeats` times, wait for the device again, read the clock
+    -> (elapsed time) / repeats. clock() returns seconds (None: time.perf_counter)."""
+    if clock is None:
+        import time
+
+        clock = time.perf_counter
+    for _ in range(warmup):
+        fn()
+    sync()
+    start = clock()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (clock() - start) / repeats
+
+
 # ---------------------------------------------------------------------- 10 · what the CNN looks at
 
 
