@@ -202,6 +202,86 @@ def most_confused_pairs(C, k=3):
 # ---------------------------------------------------------------------- 08 · training deep nets
 
 
+def init_std(fan_in, fan_out, scheme, nonlinearity):
+    """fan_in, fan_out: a layer's inputs and outputs; scheme: "xavier" or "kaiming"; nonlinearity:
+    "linear", "tanh" or "relu" -> the standard deviation of torch.nn.init's normal initialisation."""
+    gain = {"linear": 1.0, "tanh": 5 / 3, "relu": 2**0.5}[nonlinearity]
+    if scheme == "xavier":
+        return gain * (2 / (fan_in + fan_out)) ** 0.5
+    return gain / fan_in**0.5
+
+
+def activation_stats(model, X, threshold=0.97):
+    """model: an nn.Module containing nn.Tanh layers; X: a batch it accepts -> [(mean, std, saturated), ...]:
+    one tuple of floats per nn.Tanh, in the order the forward pass calls them; saturated is the fraction
+    of the outputs with |a| > threshold. The model is left without hooks."""
+    outputs = []
+    handles = [m.register_forward_hook(lambda module, inputs, output: outputs.append(output.detach()))
+               for m in model.modules() if isinstance(m, torch.nn.Tanh)]
+    try:
+        with torch.no_grad():
+            model(X)
+    finally:
+        for h in handles:
+            h.remove()
+    return [(A.mean().item(), A.std().item(), (A.abs() > threshold).float().mean().item()) for A in outputs]
+
+
+def activation_grad_stds(model, X, y):
+    """model: an nn.Module containing nn.Tanh layers; X, y: a batch and its labels -> [std, ...]: for each
+    nn.Tanh, in forward order, the standard deviation of the gradient of the mean cross-entropy
+    F.cross_entropy(model(X), y) with respect to that layer's output. The model is left without hooks."""
+    grads = []
+    handles = [m.register_full_backward_hook(lambda module, grad_input, grad_output: grads.append(grad_output[0]))
+               for m in model.modules() if isinstance(m, torch.nn.Tanh)]
+    try:
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return [g.std().item() for g in reversed(grads)]  # backward hooks fire from the last layer to the first
+
+
+def mlp_backward(params, X, y):
+    """params: [(W1, b1), ..., (WL, bL)] NumPy arrays, W_l (out_l, in_l), b_l (out_l,); X: (N, in_1); y: (N,) ints.
+    The MLP: H_l = A_{l-1} W_l^T + b_l with A_0 = X, A_l = max(0, H_l) for every layer but the last, whose
+    H_L are the logits; loss: the mean cross-entropy. -> [(dW1, db1), ..., (dWL, dbL)], each of its parameter's shape."""
+    A, inputs, pre = X, [], []
+    for l, (W, b) in enumerate(params):
+        inputs.append(A)
+        H = A @ W.T + b
+        pre.append(H)
+        A = np.maximum(H, 0) if l < len(params) - 1 else H
+    e = np.exp(A - A.max(axis=1, keepdims=True))  # softmax of the logits, stable
+    dH = e / e.sum(axis=1, keepdims=True)
+    dH[np.arange(len(y)), y] -= 1
+    dH /= len(y)  # dL/dlogits of the MEAN loss
+    grads = []
+    for l in range(len(params) - 1, -1, -1):
+        grads.append((dH.T @ inputs[l], dH.sum(axis=0)))
+        if l > 0:
+            dH = (dH @ params[l][0]) * (pre[l - 1] > 0)  # back through the linear layer, then its ReLU
+    return grads[::-1]
+
+
+def batchnorm_backward(dY, X, gamma, eps=1e-5):
+    """BatchNorm1d in training mode, Y = gamma * (X - mean) / sqrt(var + eps) + beta with the batch's mean
+    and biased variance per feature. dY, X: (N, D); gamma: (D,) -> (dX (N, D), dgamma (D,), dbeta (D,))."""
+    mean = X.mean(dim=0)
+    var = X.var(dim=0, unbiased=False)
+    inv_std = 1 / torch.sqrt(var + eps)
+    X_hat = (X - mean) * inv_std
+    dbeta = dY.sum(dim=0)
+    dgamma = (dY * X_hat).sum(dim=0)
+    dX_hat = dY * gamma
+    # X reaches X_hat three ways: directly, through var = mean((X - mean)^2) and through the mean
+    dvar = -0.5 * inv_std**3 * (dX_hat * (X - mean)).sum(dim=0)
+    dmean = -inv_std * dX_hat.sum(dim=0)  # var's own dependence on the mean sums to zero
+    N = X.shape[0]
+    dX = dX_hat * inv_std + dvar * 2 * (X - mean) / N + dmean / N
+    return dX, dgamma, dbeta
+
+
 # ---------------------------------------------------------------------- 09 · overfitting and the learning rate
 
 
