@@ -8,7 +8,8 @@ The rooms, by reader (imports run one way: a room uses only the rooms above it):
   ``checkpoint``, ``pretrained``, ``recipes`` (03-06), ``augment``, ``permute`` (05-06),
   ``diagnostics`` (08: initialisation, per-layer statistics), ``lr_finder`` (09: the learning-rate
   range test), ``drawing``,
-  ``photos``, ``pad`` (12), ``calibration``, ``embeddings`` (11), ``results`` (the numbers a run
+  ``photos``, ``pad`` (12), ``attribution`` (saliency, occlusion), ``adversarial`` (FGSM,
+  adversarial training) (10), ``calibration``, ``embeddings`` (11), ``results`` (the numbers a run
   records).
 - ``mnist_course.exercises``, for learners too: the checks that end every notebook and their
   reference solutions.
@@ -40,7 +41,7 @@ NAMES = {  # mc.<name> -> the module that defines it
     "set_progress": "utils", "setup_notebook": "utils",
 }
 SUBMODULES = (
-    "augment", "calibration", "checkpoint", "data", "diagnostics", "drawing", "embeddings", "files", "lr_finder", "models", "numpy_nets", "pad", "permute", "photos",
+    "adversarial", "attribution", "augment", "calibration", "checkpoint", "data", "diagnostics", "drawing", "embeddings", "files", "lr_finder", "models", "numpy_nets", "pad", "permute", "photos",
     "pretrained", "recipes", "results", "training", "utils", "exercises", "serving", "bench", "tooling",
 )
 

@@ -380,7 +380,166 @@ def time_per_call(fn, sync, repeats=10, warmup=2, clock=None):
 # ---------------------------------------------------------------------- 10 · what the CNN looks at
 
 
+def saliency_map(model, X, target):
+    """model: images (N, 1, H, W) -> logits (N, C); X: (N, 1, H, W) float images; target: (N,) class
+    per image -> |d logit_target / d X| (N, H, W), computed in eval mode."""
+    model.eval()
+    X = X.detach().clone().requires_grad_(True)
+    logits = model(X)
+    chosen = logits[torch.arange(len(X)), target].sum()
+    (grad,) = torch.autograd.grad(chosen, X)
+    return grad.abs()[:, 0]
+
+
+def occlusion_drops(model, X, target, patch, stride, fill=0.0):
+    """model: images -> logits; X: (N, 1, H, W); target: (N,) -> drops (N, R, C): the probability of
+    the target class minus that probability with the patch x patch square at (rows[i], cols[j]) set to
+    fill, for rows = range(0, H - patch + 1, stride) and cols likewise; eval mode, no gradients."""
+    model.eval()
+    rows = range(0, X.shape[2] - patch + 1, stride)
+    cols = range(0, X.shape[3] - patch + 1, stride)
+    with torch.no_grad():
+        p0 = torch.softmax(model(X), dim=1)[torch.arange(len(X)), target]
+        drops = torch.zeros(len(X), len(rows), len(cols), dtype=p0.dtype)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                occluded = X.clone()
+                occluded[:, :, r: r + patch, c: c + patch] = fill
+                drops[:, i, j] = p0 - torch.softmax(model(occluded), dim=1)[torch.arange(len(X)), target]
+    return drops
+
+
+def top_k_overlap(a, b, k):
+    """a, b: (N, H, W) importance maps -> (N,) the share of a's k largest pixels that are also among
+    b's k largest, per image."""
+    top_a = a.flatten(1).topk(k, dim=1).indices
+    top_b = b.flatten(1).topk(k, dim=1).indices
+    shared = (top_a[:, :, None] == top_b[:, None, :]).any(dim=2)
+    return shared.float().sum(dim=1) / k
+
+
+def fgsm(model, X, y, eps, mean, std):
+    """model: NORMALISED images (N, 1, H, W) -> logits; X: (N, 1, H, W) pixels in [0, 1]; y: (N,) true
+    labels; eps: pixel units -> X_adv (N, 1, H, W) = clamp(X + eps * sign(d loss / d X), 0, 1).
+    Runs the model in eval mode and gives it back in its mode; leaves no gradient on the parameters."""
+    was_training = model.training
+    model.eval()
+    X_adv = X.detach().clone().requires_grad_(True)
+    logits = model((X_adv - mean) / std)  # normalise inside, so the gradient is per pixel
+    loss = torch.nn.functional.cross_entropy(logits, y)  # the TRUE labels
+    (grad,) = torch.autograd.grad(loss, X_adv)  # the input's gradient only, not the parameters'
+    X_adv = X.detach() + eps * grad.sign()  # uphill: the loss grows
+    X_adv = X_adv.clamp(0.0, 1.0)  # still a valid picture
+    model.train(was_training)
+    return X_adv
+
+
+def accuracy_vs_eps(model, X, y, eps_list, attack, mean, std):
+    """model: normalised images -> logits; X: (N, 1, H, W) pixels; y: (N,) true labels; attack(model,
+    X, y, eps, mean, std) -> attacked pixels -> [accuracy (0 to 1) on attack(..., eps) for eps in eps_list]."""
+    accuracies = []
+    for eps in eps_list:
+        X_adv = attack(model, X, y, eps, mean, std)
+        model.eval()
+        with torch.no_grad():
+            y_hat = model((X_adv - mean) / std).argmax(dim=1)
+        accuracies.append((y_hat == y).float().mean().item())
+    return accuracies
+
+
+def adversarial_training_step(model, optimizer, X, y, eps, mean, std, alpha=0.5):
+    """One step of adversarial training on a batch X (N, 1, H, W) pixels, y (N,): X_adv = fgsm(...)
+    (eval mode), then in train mode one forward pass of torch.cat([X, X_adv]), the loss
+    alpha * CE(clean half) + (1 - alpha) * CE(attacked half), zero_grad, backward, step -> the loss."""
+    X_adv = fgsm(model, X, y, eps, mean, std)
+    model.train()
+    logits = model((torch.cat([X, X_adv]) - mean) / std)
+    clean_loss = torch.nn.functional.cross_entropy(logits[: len(X)], y)
+    adv_loss = torch.nn.functional.cross_entropy(logits[len(X):], y)
+    loss = alpha * clean_loss + (1 - alpha) * adv_loss
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+
 # ---------------------------------------------------------------------- 11 · trusting the confidence
+
+
+def reliability_bins(confidence, correct, n_bins=10):
+    """confidence: (N,) top probabilities in [0, 1], correct: (N,) booleans -> (count, mean_confidence,
+    accuracy), three (n_bins,) arrays over equal-width bins (m / n_bins, (m + 1) / n_bins], closed on
+    the right; an empty bin has count 0 and nan for the two means."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    inner_edges = np.arange(1, n_bins) / n_bins
+    b = np.searchsorted(inner_edges, confidence, side="left")  # bin of each answer; 1.0 -> the last
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore"):  # 0 / 0 = nan for the empty bins
+        mean_confidence = np.bincount(b, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return count, mean_confidence, accuracy
+
+
+def expected_calibration_error(confidence, correct, n_bins=15):
+    """confidence: (N,) in [0, 1], correct: (N,) booleans -> the ECE: the sum over the non-empty bins
+    of (count / N) * |accuracy - mean confidence|, with the bins of reliability_bins."""
+    count, mean_confidence, accuracy = reliability_bins(confidence, correct, n_bins)
+    used = count > 0
+    return float(np.sum(count[used] / count.sum() * np.abs(accuracy[used] - mean_confidence[used])))
+
+
+def fit_temperature(logits, y):
+    """logits: (N, C) of validation data, y: (N,) labels -> the temperature T > 0 (a float) that
+    minimises the mean NLL of softmax(logits / T), by L-BFGS on log T."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # T = exp(log_t) > 0, starts at 1
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def threshold_for_accuracy(confidence, correct, target):
+    """confidence: (N,), correct: (N,) booleans, target in (0, 1] -> the lowest confidence t among the
+    answers such that the answers with confidence >= t are right at least a share target of the time;
+    ValueError when no t reaches the target."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    for t in np.unique(confidence):  # ascending: the first that works is the lowest
+        if correct[confidence >= t].mean() >= target:
+            return float(t)
+    raise ValueError(f"no threshold reaches an accuracy of {target}")
+
+
+def nearest_neighbours(query, bank, k):
+    """query: (Q, D), bank: (N, D) -> (Q, k) int indices of the k rows of bank with the largest cosine
+    similarity to each query row, most similar first."""
+    query = np.asarray(query, dtype=np.float64)
+    bank = np.asarray(bank, dtype=np.float64)
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    similarity = query @ bank.T  # (Q, N) cosines
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+
+
+def pca_project(X, k):
+    """X: (N, D) -> (N, k): X centred and projected on the k eigenvectors of its covariance matrix with
+    the largest eigenvalues, largest first (each column's sign is free)."""
+    X = np.asarray(X, dtype=np.float64)
+    centred = X - X.mean(axis=0)
+    covariance = centred.T @ centred / (len(X) - 1)  # (D, D)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending eigenvalues, vectors in columns
+    top = eigenvectors[:, ::-1][:, :k]  # the k largest, largest first
+    return centred @ top
 
 
 # ---------------------------------------------------------------------- 12 · draw a digit
