@@ -542,6 +542,81 @@ def pca_project(X, k):
     return centred @ top
 
 
+def reliability_bins(confidence, correct, n_bins=10):
+    """confidence: (N,) top probabilities in [0, 1], correct: (N,) booleans -> (count, mean_confidence,
+    accuracy), three (n_bins,) arrays over equal-width bins (m / n_bins, (m + 1) / n_bins], closed on
+    the right; an empty bin has count 0 and nan for the two means."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    inner_edges = np.arange(1, n_bins) / n_bins
+    b = np.searchsorted(inner_edges, confidence, side="left")  # bin of each answer; 1.0 -> the last
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore"):  # 0 / 0 = nan for the empty bins
+        mean_confidence = np.bincount(b, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return count, mean_confidence, accuracy
+
+
+def expected_calibration_error(confidence, correct, n_bins=15):
+    """confidence: (N,) in [0, 1], correct: (N,) booleans -> the ECE: the sum over the non-empty bins
+    of (count / N) * |accuracy - mean confidence|, with the bins of reliability_bins."""
+    count, mean_confidence, accuracy = reliability_bins(confidence, correct, n_bins)
+    used = count > 0
+    return float(np.sum(count[used] / count.sum() * np.abs(accuracy[used] - mean_confidence[used])))
+
+
+def fit_temperature(logits, y):
+    """logits: (N, C) of validation data, y: (N,) labels -> the temperature T > 0 (a float) that
+    minimises the mean NLL of softmax(logits / T), by L-BFGS on log T."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # T = exp(log_t) > 0, starts at 1
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def threshold_for_accuracy(confidence, correct, target):
+    """confidence: (N,), correct: (N,) booleans, target in (0, 1] -> the lowest confidence t among the
+    answers such that the answers with confidence >= t are right at least a share target of the time;
+    ValueError when no t reaches the target."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    for t in np.unique(confidence):  # ascending: the first that works is the lowest
+        if correct[confidence >= t].mean() >= target:
+            return float(t)
+    raise ValueError(f"no threshold reaches an accuracy of {target}")
+
+
+def nearest_neighbours(query, bank, k):
+    """query: (Q, D), bank: (N, D) -> (Q, k) int indices of the k rows of bank with the largest cosine
+    similarity to each query row, most similar first."""
+    query = np.asarray(query, dtype=np.float64)
+    bank = np.asarray(bank, dtype=np.float64)
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    similarity = query @ bank.T  # (Q, N) cosines
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+
+
+def pca_project(X, k):
+    """X: (N, D) -> (N, k): X centred and projected on the k eigenvectors of its covariance matrix with
+    the largest eigenvalues, largest first (each column's sign is free)."""
+    X = np.asarray(X, dtype=np.float64)
+    centred = X - X.mean(axis=0)
+    covariance = centred.T @ centred / (len(X) - 1)  # (D, D)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending eigenvalues, vectors in columns
+    top = eigenvectors[:, ::-1][:, :k]  # the k largest, largest first
+    return centred @ top
+
+
 # ---------------------------------------------------------------------- 12 · draw a digit
 
 
