@@ -36,18 +36,22 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from scipy import ndimage
 
 from .utils import latency_ms
+
+if TYPE_CHECKING:   # PyTorch loads when a PyTorch model is asked (the web service runs without it)
+    import torch
 
 # The training set's mean and std of x / 255 (what MNISTData computes); used when none are given.
 MNIST_MEAN = 0.1307
@@ -105,7 +109,8 @@ def _load(source, max_side: int = MAX_SIDE) -> tuple[np.ndarray, list[str]]:
                              "give a PNG or JPEG file.") from e
     if isinstance(source, Image.Image):
         return _pil_to_gray(_shrink_pil(source, max_side), max_side)
-    if isinstance(source, torch.Tensor):
+    torch = sys.modules.get("torch")    # a tensor can only come from a PyTorch already loaded
+    if torch is not None and isinstance(source, torch.Tensor):
         source = source.detach().cpu().numpy()
     if not isinstance(source, np.ndarray):
         raise TypeError(f"expected a file path, PIL image, NumPy array or tensor, got {type(source).__name__}.")
@@ -672,6 +677,8 @@ def _crop_pass(gray, ink, notes, min_contrast, noise_k, relative, min_area, min_
 def to_model_input(image: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD,
                    device=None) -> torch.Tensor:
     """(28, 28) or (N, 28, 28) float in [0, 1] -> normalised float32 tensor (N, 1, 28, 28)."""
+    import torch
+
     x = torch.as_tensor(np.asarray(image, dtype=np.float32))
     x = ((x - mean) / std).reshape(-1, 1, SIZE, SIZE)
     return x.to(device) if device is not None else x
@@ -742,19 +749,32 @@ class Prediction:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device a model's parameters live on (CPU for a model without parameters)."""
+    import torch
+
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
-@torch.inference_mode()
 def predict_probs(model: torch.nn.Module, image: np.ndarray, mean: float = MNIST_MEAN,
                   std: float = MNIST_STD) -> np.ndarray:
     """(28, 28) image in [0, 1] -> (10,) softmax probabilities of an eval-mode model (a model with any
-    module in training mode is put in eval mode first, and left there)."""
-    if any(m.training for m in model.modules()):     # eval() itself costs more than this check
-        model.eval()
-    logits = model(to_model_input(image, mean, std, model_device(model)))
-    return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    module in training mode is put in eval mode first, and left there).
+
+    `model` may also be any object with a ``numpy_logits(X)`` method, X: normalised float32 NumPy
+    (N, 1, 28, 28) -> (N, 10) logits, such as the web service's ONNX Runtime engine
+    (mnist_course.serving.service.OnnxModel): then PyTorch is not needed, nor loaded."""
+    if hasattr(model, "numpy_logits"):
+        x = ((np.asarray(image, dtype=np.float32) - np.float32(mean)) / np.float32(std)).reshape(-1, 1, SIZE, SIZE)
+        logits = np.asarray(model.numpy_logits(x), dtype=np.float32)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True))[0]
+    import torch
+
+    with torch.inference_mode():
+        if any(m.training for m in model.modules()):     # eval() itself costs more than this check
+            model.eval()
+        logits = model(to_model_input(image, mean, std, model_device(model)))
+        return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
 
 
 # "Not sure" below this top probability: the course CNN's threshold, computed by calibrate_not_sure on

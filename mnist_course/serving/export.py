@@ -35,13 +35,16 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..files import atomic_write, locked, temporaries
 from ..settings import models_dir
+
+if TYPE_CHECKING:   # PyTorch loads when exporting or verifying; reading an exported file needs only onnxruntime
+    import torch
+    from torch import nn
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 OPSET = 20            # onnxruntime-web runs it; the dynamo exporter's own default in torch 2.9-2.14
@@ -155,6 +158,8 @@ def to_onnx(model: nn.Module, metadata: dict | None = None):
     except ImportError as e:
         raise ExportError("torch.onnx.export(dynamo=True) needs the onnxscript package: "
                           "`pip install onnxscript` (it is in the project's dependencies).") from e
+    import torch
+
     model = model.to("cpu").eval()
     X = torch.zeros(2, 1, 28, 28)
     program = torch.onnx.export(model, (X,), None, dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
@@ -245,12 +250,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 def check_batch(n: int = CHECK_BATCH, seed: int = 0) -> torch.Tensor:
     """The fixed batch verify_file compares on, needing no data set: (n, 1, 28, 28) float32 pictures in
     [0, 1] (seeded noise, a blank one and a white one first), to normalise with the model's mean and std."""
+    import torch
+
     X = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
     X[0], X[1 % n] = 0.0, 1.0
     return X
 
 
-@torch.no_grad()
 def verify_file(path: str | os.PathLike, model: nn.Module, name: str, checkpoint: str | os.PathLike,
                 mean: float, std: float, classes: list[str]) -> dict:
     """Check that the ONNX file at `path` is model `name` exported from the weights file `checkpoint`:
@@ -258,6 +264,13 @@ def verify_file(path: str | os.PathLike, model: nn.Module, name: str, checkpoint
     check_batch() (normalised with mean and std) ONNX Runtime gives `model`'s logits to TOLERANCE
     (relative to their size) with the same predicted classes. Raises ExportError saying what differs
     (FileNotFoundError when there is no file); returns {"sha256", "max_abs_diff", "n"}."""
+    import torch
+
+    with torch.no_grad():
+        return _verify_file(path, model, name, checkpoint, mean, std, classes)
+
+
+def _verify_file(path, model, name, checkpoint, mean, std, classes) -> dict:
     sess, meta = load_onnx(path)
     sha = file_sha256(checkpoint)
     claimed = meta.get("checkpoint_sha256")
@@ -290,10 +303,16 @@ def verify_file(path: str | os.PathLike, model: nn.Module, name: str, checkpoint
 # -------------------------------------------------------------------------------- verification
 
 
-@torch.no_grad()
 def compare(model: nn.Module, sess, X: torch.Tensor, batch_size: int = 500) -> dict:
     """ONNX Runtime vs PyTorch on normalised images X (N, 1, 28, 28): {"n", "max_abs_diff", "agree"
     (fraction of images with the same predicted class), "logits_torch", "logits_onnx"} (both (N, 10))."""
+    import torch
+
+    with torch.no_grad():
+        return _compare(model, sess, X, batch_size)
+
+
+def _compare(model, sess, X, batch_size: int) -> dict:
     model.eval()
     torch_out, onnx_out = [], []
     for i in range(0, len(X), batch_size):
@@ -352,6 +371,8 @@ def export_onnx(model_name_or_checkpoint, path: str | os.PathLike | None = None,
                               "or choose another --out.")
     if path.exists() and not path.is_file():
         raise FileExistsError(f"{path} exists and is not a file; choose another --out.")
+    import torch
+
     from ..settings import VERSION as __version__
 
     data = None
@@ -439,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                          "or export a training run with --checkpoint PATH")
     if args.out is not None and args.out.suffix != ".onnx":
         parser.error(f"--out {args.out}: the file name must end in .onnx")
+    import torch
+
     torch.set_num_threads(1)
     try:
         report = export_onnx(source, args.out, overwrite=args.force, verify=not args.no_verify)

@@ -26,6 +26,12 @@ Routes (README "Ship your model"; the API at /openapi.json, Swagger UI at /docs 
   none), connections, allowed Host names. A picture's header is read before anything is decoded;
   a JPEG is decoded at the size drawing.predict_image reads (1/2 to 1/8, its draft).
 
+Two engines (``--engine``): ``pytorch`` serves the course checkpoints; ``onnx`` serves the files
+``mnist-course export`` wrote (``models/onnx/<name>.onnx``) with ONNX Runtime and never imports PyTorch,
+so that ``pip install mnist-course[serve]`` (no PyTorch) and the service image run it; ``auto``, the
+default, is ``pytorch`` when PyTorch is installed. Both answer through the same
+``drawing.predict_image``; the ONNX file's metadata gives the mean, std, classes and accuracy.
+
 The models are loaded once at startup, in eval mode, with one PyTorch thread (``--threads``); a
 course model of the wrong architecture, or an ONNX file that is not the served checkpoint's export
 (:func:`check_onnx`), stops the start-up with one line (:class:`StartupError`) naming the fix;
@@ -52,10 +58,10 @@ from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import numpy as np
-import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -63,6 +69,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .. import drawing
+
+if TYPE_CHECKING:   # the pytorch engine loads PyTorch; the onnx engine never does
+    import torch
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024     # the whole request body
@@ -74,7 +83,8 @@ HEADER_TIMEOUT_S = 10.0                 # a request's headers must arrive within
 BODY_TIMEOUT_S = 30.0                   # and its body within this (from the end of the headers)
 MAX_CONNECTIONS = 64                    # open connections + requests at once (uvicorn's limit_concurrency)
 ALLOWED_HOSTS = ("127.0.0.1", "localhost", "::1")   # the Host headers answered (DNS rebinding)
-ENGINE = "pytorch"
+ENGINE = "pytorch"                      # the engine of course checkpoints; ONNX files: OnnxModel.ENGINE
+ENGINES = ("auto", "pytorch", "onnx")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/octet-stream", "")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ORT_ENTRY = "ort.wasm.min.mjs"          # the onnxruntime-web module the page imports (app.js)
@@ -107,9 +117,25 @@ def onnx_default_path(name: str) -> Path:
     return Path(default_path(name))
 
 
+class OnnxModel:
+    """An exported model run by ONNX Runtime, for drawing.predict_probs: ``numpy_logits(X)``, X normalised
+    float32 (N, 1, 28, 28) -> (N, 10) logits. No PyTorch involved."""
+
+    ENGINE = "onnx"
+
+    def __init__(self, session, path: Path):
+        self.session, self.path = session, Path(path)
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+
+    def numpy_logits(self, X: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(X, np.float32)})[0]
+
+
 @dataclass
 class ServedModel:
-    """A model the service answers with: eval-mode module (N, 1, 28, 28) -> (N, 10) logits, and its info."""
+    """A model the service answers with: eval-mode module (N, 1, 28, 28) -> (N, 10) logits (or an
+    :class:`OnnxModel`), and its info."""
 
     name: str
     model: torch.nn.Module
@@ -118,6 +144,11 @@ class ServedModel:
     classes: list[str]
     accuracy: float | None = None
     info: dict = field(default_factory=dict)
+
+    @property
+    def engine(self) -> str:
+        """"onnx" for an OnnxModel, "pytorch" for a PyTorch module."""
+        return OnnxModel.ENGINE if hasattr(self.model, "numpy_logits") else ENGINE
 
     @classmethod
     def from_info(cls, name: str, model: torch.nn.Module, info: dict) -> ServedModel:
@@ -151,6 +182,44 @@ def load_models(names: Sequence[str], default: str) -> dict[str, ServedModel]:
     return out
 
 
+def load_onnx_models(names: Sequence[str], default: str, path_of: Callable[[str], Path | None],
+                     threads: int | None = 1) -> dict[str, ServedModel]:
+    """The exported files path_of(name) ('cnn' -> models/onnx/cnn.onnx) run by ONNX Runtime (`threads`
+    threads each), with the mean, std, classes and accuracy their metadata give; no PyTorch. The default
+    model's file must be there and be an export of mnist-course (StartupError naming the fix); another
+    one that is missing or unreadable is left out with a warning."""
+    from .export import INPUT_NAME, OUTPUT_NAME, ExportError, load_onnx
+
+    out = {}
+    for name in dict.fromkeys([default, *names]):
+        path = path_of(name)
+        try:
+            if path is None or not path.is_file():
+                raise StartupError(f"serve: no ONNX file for model {name!r} at {path}: export it with "
+                                   f"`mnist-course export --model {name}` (or mount a folder holding "
+                                   f"onnx/{name}.onnx and set MNIST_COURSE_MODELS to it)")
+            session, meta = load_onnx(path, threads)
+            inputs, outputs = session.get_inputs(), session.get_outputs()
+            shape_in, shape_out = list(inputs[0].shape), list(outputs[0].shape)
+            if (len(inputs), len(outputs)) != (1, 1) or (inputs[0].name, outputs[0].name) != (INPUT_NAME, OUTPUT_NAME) \
+                    or shape_in[1:] != [1, drawing.SIZE, drawing.SIZE] or shape_out[1:] != [len(meta["classes"])]:
+                raise StartupError(f"serve: {path} does not take {INPUT_NAME!r} (N, 1, 28, 28) to {OUTPUT_NAME!r} "
+                                   f"(N, {len(meta['classes'])}) (it takes {inputs[0].name!r} {shape_in} to "
+                                   f"{outputs[0].name!r} {shape_out}): export it again with "
+                                   f"`mnist-course export --model {name} --force`")
+        except (StartupError, ExportError, OSError) as e:
+            if name == default:
+                if isinstance(e, StartupError):
+                    raise
+                raise StartupError(f"serve: cannot serve {path} as model {name!r}: {e}") from e
+            print(f"serve: leaving out model {name!r}: {e}", file=sys.stderr)
+            continue
+        info = {**meta, "onnx": str(path)}
+        out[name] = ServedModel(name, OnnxModel(session, path), float(meta["mean"]), float(meta["std"]),
+                                [str(c) for c in meta["classes"]], meta.get("accuracy"), info)
+    return out
+
+
 def export_missing(names: Sequence[str], path_of: Callable[[str], Path | None]) -> None:
     """Export each course model whose ONNX file is missing (mnist_course.serving.export); never overwrite one."""
     for name in names:
@@ -175,6 +244,8 @@ def check_onnx(m: ServedModel, path: Path | None) -> None:
     checkpoint = m.info.get("path")
     if path is None or not path.is_file() or not checkpoint:
         return
+    import torch
+
     from .export import ExportError, verify_file
 
     try:
@@ -215,7 +286,7 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
                vendor: Path | None = None, max_pixels_in_flight: int = MAX_PIXELS_IN_FLIGHT,
                parallel: int = PARALLEL, queue_timeout: float = QUEUE_TIMEOUT_S,
                body_timeout: float = BODY_TIMEOUT_S, allowed_hosts: Sequence[str] = ALLOWED_HOSTS,
-               docs: bool = False):
+               docs: bool = False, engine: str = "pytorch"):
     """The FastAPI app. `models`: name -> ServedModel (tests give small fakes); None loads the course
     models `names` at startup, `default` first (default: the first name). `threads`: PyTorch CPU threads
     set at startup (None: leave as is). `export`: write missing ONNX files at startup (never overwrite).
@@ -225,21 +296,30 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
     being answered, at most `parallel` of them at once, each waiting at most `queue_timeout` s for its
     turn (then 503); the body must arrive within `body_timeout` s (then 408); only requests whose Host
     is in `allowed_hosts` are answered ("*": any; then 400). `docs`: Swagger UI at /docs (it loads
-    from a CDN; /openapi.json is always served)."""
+    from a CDN; /openapi.json is always served). `engine`: how `names` are loaded when `models` is None:
+    "pytorch" (the course checkpoints, :func:`load_models`) or "onnx" (their exported files, onnx_path(name),
+    run by ONNX Runtime: :func:`load_onnx_models`; PyTorch is then never imported)."""
+    if engine not in ENGINES[1:]:
+        raise ValueError(f"engine must be one of {ENGINES[1:]}, got {engine!r}")
     served: dict[str, ServedModel] = {}
     state = {"default": default}
     failure: dict = {}
 
     def start() -> None:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        loaded = models if models is not None else load_models(names, default or names[0])
+        if models is None and engine == "onnx":
+            loaded = load_onnx_models(names, default or names[0], onnx_path, threads)
+        else:
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(threads)
+            loaded = models if models is not None else load_models(names, default or names[0])
         if not loaded:
             raise StartupError("serve: no model to serve")
         served.update(loaded)
         if state["default"] not in served:
             state["default"] = next(iter(served))
-        if export and models is None:
+        if export and models is None and engine == "pytorch":
             export_missing(list(served), onnx_path)
         for m in served.values():           # before any file is advertised
             if m.info.get("path"):
@@ -247,12 +327,15 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
 
     @asynccontextmanager
     async def lifespan(app):
-        from ..checkpoint import CheckpointError
-        from ..pretrained import FastModelError
+        errors: tuple = (StartupError, FileNotFoundError)
+        if models is not None or engine == "pytorch":
+            from ..checkpoint import CheckpointError
+            from ..pretrained import FastModelError
 
+            errors += (CheckpointError, FastModelError)
         try:
             start()
-        except (StartupError, CheckpointError, FastModelError, FileNotFoundError) as e:
+        except errors as e:
             served.clear()
             error = e if isinstance(e, StartupError) else StartupError(f"serve: cannot start: {e}")
             failure["line"] = str(error)
@@ -305,8 +388,10 @@ def create_app(models: dict[str, ServedModel] | None = None, names: Sequence[str
     @app.get("/health")
     def health():
         """Is the service up, and with which models."""
+        torch = sys.modules.get("torch")    # None: the onnx engine, which never loads it
         return {"status": "ok", "models": sorted(served), "default": state["default"],
-                "engine": ENGINE, "torch_threads": torch.get_num_threads()}
+                "engine": served[state["default"]].engine if state["default"] in served else None,
+                "torch_threads": torch.get_num_threads() if torch is not None else None}
 
     @app.head("/models", include_in_schema=False)
     @app.get("/models")
@@ -541,8 +626,7 @@ def answer(m: ServedModel, im, k: int) -> dict:
     start = time.perf_counter()
     try:
         load_picture(im)
-        with torch.inference_mode():
-            pred = drawing.predict_image(im, m.model, k=k, mean=m.mean, std=m.std, classes=m.classes)
+        pred = drawing.predict_image(im, m.model, k=k, mean=m.mean, std=m.std, classes=m.classes)
     except ValueError as e:   # an image predict_image cannot read (e.g. empty)
         raise HTTPException(422, f"{e} " + SEND) from e
     finally:
@@ -551,7 +635,7 @@ def answer(m: ServedModel, im, k: int) -> dict:
         if big:
             release_memory()
     out = pred.to_dict()
-    out.update(model=m.name, engine=ENGINE, inference_ms=1000 * (time.perf_counter() - start),
+    out.update(model=m.name, engine=m.engine, inference_ms=1000 * (time.perf_counter() - start),
                input_png=None if pred.image is None else input_png(pred.image))
     return out
 
@@ -728,6 +812,16 @@ def server_options(header_timeout: float = HEADER_TIMEOUT_S, max_connections: in
 
 # ---------------------------------------------------------------------------------------- the CLI
 
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported here (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):      # blocked, or a stand-in in sys.modules without a spec
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mnist-course serve",
                                 description="The course models as a web service with a drawing page (FastAPI + uvicorn).")
@@ -735,7 +829,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="cnn,mlp", help="the course models to load, comma-separated (default cnn,mlp)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="pytorch: the course checkpoints; onnx: their exported files (models/onnx/<name>.onnx) with "
+                        "ONNX Runtime, no PyTorch needed; auto (default): pytorch when PyTorch is installed")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per model call, PyTorch's or ONNX Runtime's (default 1)")
     p.add_argument("--max-mb", type=float, default=MAX_UPLOAD_BYTES / 1024 / 1024, help="upload size cap in MB")
     p.add_argument("--no-export", action="store_true", help="do not export missing ONNX files at startup")
     p.add_argument("--allowed-hosts", default=None,
@@ -749,12 +847,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT_S,
                    help=f"seconds an upload may take (default {BODY_TIMEOUT_S:g})")
     args = p.parse_args(argv)
-    from ..pretrained import COURSE_MODELS
-
+    engine = args.engine
+    if engine == "auto":
+        engine = "pytorch" if torch_installed() else "onnx"
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in [args.model, *names] if n not in COURSE_MODELS]
-    if unknown:
-        p.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(COURSE_MODELS)}")
+    if engine == "pytorch":
+        from ..pretrained import COURSE_MODELS
+
+        unknown = [n for n in [args.model, *names] if n not in COURSE_MODELS]
+        if unknown:
+            p.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(COURSE_MODELS)}")
+    else:
+        from .export import default_path
+
+        for n in [args.model, *names]:
+            try:
+                default_path(n)
+            except ValueError as e:
+                p.error(str(e))
     if args.threads < 1 or not 0 < args.max_mb <= 1024 or not 0 < args.port < 65536 or args.parallel < 1:
         p.error("--threads and --parallel must be >= 1, --max-mb in (0, 1024], --port in 1..65535")
     if not (args.header_timeout > 0 and args.body_timeout > 0):
@@ -772,10 +882,10 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app(names=names, default=args.model, threads=args.threads, export=not args.no_export,
                      max_upload_bytes=int(args.max_mb * 1024 * 1024), parallel=args.parallel,
-                     body_timeout=args.body_timeout, allowed_hosts=hosts, docs=args.docs)
+                     body_timeout=args.body_timeout, allowed_hosts=hosts, docs=args.docs, engine=engine)
     print(f"serve: http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/ "
-          f"(drawing page), {'/docs' if args.docs else '/openapi.json'} (API); answers to {', '.join(hosts)}",
-          file=sys.stderr)
+          f"(drawing page), {'/docs' if args.docs else '/openapi.json'} (API); answers to {', '.join(hosts)}; "
+          f"engine {engine}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, **server_options(args.header_timeout))
     return 0
 
