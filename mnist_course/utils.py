@@ -293,6 +293,8 @@ PARAMETERS: dict[str, ParameterRule] = {
                         lambda x: 0 < x <= 1, 0.8),
     "MOMENTUM": _number("MOMENTUM", "a number >= 0 and < 1", lambda x: 0 <= x < 1, 0.9),
     "TARGET_ACC": _number("TARGET_ACC", "a fraction > 0 and <= 1 (0.92 for 92 %)", lambda x: 0 < x <= 1, 0.92),
+    "SURE_ACC": _number("SURE_ACC", "a fraction > 0 and <= 1, the accuracy the pad's sure answers must reach "
+                        "(0.995 for 99.5 %)", lambda x: 0 < x <= 1, 0.995),
 }
 
 
