@@ -43,7 +43,7 @@ POINTER = re.compile(
     r"\bprinted\s+(?:above|below|in\s+section|in\s+the|earlier|there|after|under|once|by)\b"
     r"|\b(?:is|are|was|were|get|gets|be)\s+printed\b"
     r"|\b(?:number|numbers|value|values|timings?|ratio|verdicts?|counts?|sizes?|share|accuracy|difference)"
-    r"\s+(?:above|below)\b"
+    r"\s+(?:above|below)(?=\s*[).,;:]|\s*$|\s+(?:is|are|was|were|can|shows?|says?|gives?)\b)"
     r"|\((?:the\s+)?(?:numbers?|values?|line|lines|table)\s+(?:above|below)\)",
     re.I)
 
