@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["lab", "course", "status", "train", "export", "serve", "site", "bench", "readme", "nbrefs"]
+NAMES = ["lab", "course", "status", "grade", "train", "export", "serve", "site", "bench", "readme", "nbrefs"]
 EVERY = [*NAMES, "bench pictures", "bench calibrate"]
 
 
@@ -135,7 +135,7 @@ def test_status_paths_hint_and_solution(status_calls, tmp_path, monkeypatch):
 
 def test_status_runs_for_real_on_the_course_notebooks(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    assert cli.main(["status", "notebooks/01_exploring_mnist.ipynb"]) == 0
+    assert cli.main(["status", "notebooks/01_exploring_mnist.ipynb"]) == 1  # its exercises are stubs: not all pass
     out = capsys.readouterr().out
     assert "01_exploring_mnist.ipynb" in out and "01.1" in out and "exercises pass" in out
 

@@ -22,7 +22,9 @@ from ..settings import VERSION
 
 
 def status(argv: list[str]) -> int:
-    """``mnist-course status [PATH...] [--hint ID [--level 2]] [--solution ID]``: the learner's exercise progress."""
+    """``mnist-course status [PATH...] [--hint ID [--level 2]] [--solution ID] [--json] [--timeout S] [--memory MB]``:
+    the learner's exercise progress, by the runner and limits of ``mnist-course grade``; exit status 0
+    when every exercise passes, 1 otherwise."""
     parser = argparse.ArgumentParser(
         prog="mnist-course status",
         description="Your exercises, as your notebooks are saved: pass / fail / not attempted, per notebook.")
@@ -34,6 +36,9 @@ def status(argv: list[str]) -> int:
     parser.add_argument("--level", type=int, choices=(1, 2), default=1,
                         help="with --hint: 1 names the idea (the default), 2 gives the formula or the steps")
     parser.add_argument("--solution", metavar="ID", help="print the reference solution of exercise ID")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON (as mnist-course grade reads them)")
+    parser.add_argument("--timeout", type=float, metavar="S", help="wall seconds per notebook run (default 60)")
+    parser.add_argument("--memory", type=int, metavar="MB", help="memory a notebook's checks may add (default 2048)")
     args = parser.parse_args(argv)
     if args.level != 1 and not args.hint:
         parser.error("--level goes with --hint, e.g. --hint 02.1 --level 2")
@@ -46,10 +51,12 @@ def status(argv: list[str]) -> int:
             parser.error(f"no my-notebooks/ or notebooks/ folder in {Path.cwd()}: name the notebooks, "
                          "e.g. mnist-course status path/to/my-notebooks")
         paths = [str(default)]
-        print(f"reading {default.resolve()}/")
+        print(f"reading {default.resolve()}/", file=sys.stderr if args.json else sys.stdout)
     forwarded = (["--status", *paths] if paths else []) \
         + (["--hint", args.hint, "--level", str(args.level)] if args.hint else []) \
-        + (["--solution", args.solution] if args.solution else [])
+        + (["--solution", args.solution] if args.solution else []) + (["--json"] if args.json else []) \
+        + (["--timeout", str(args.timeout)] if args.timeout is not None else []) \
+        + (["--memory", str(args.memory)] if args.memory is not None else [])
     return importlib.import_module("mnist_course.exercises.status").main(forwarded)
 
 
@@ -59,6 +66,7 @@ COMMANDS: dict[str, tuple[str | Callable[[list[str]], int], str]] = {
             "copy the notebooks into my-notebooks/ (never overwriting yours) and open JupyterLab there"),
     "course": ("mnist_course.tooling.runner", "run the notebooks with papermill (--fast, --only NN, -p NAME VALUE)"),
     "status": (status, "your exercises: pass / fail / not attempted per notebook; --hint ID [--level 2], --solution ID"),
+    "grade": ("mnist_course.tooling.grade", "grade a class's notebooks in a sandbox: gradebook.csv/.json and report.html"),
     "train": ("mnist_course.tooling.train", "train an MLP or CNN from the command line (--recipe best-cnn, --resume)"),
     "export": ("mnist_course.serving.export", "export a course model to ONNX, checked against PyTorch"),
     "serve": ("mnist_course.serving.service", "the web service and drawing page (FastAPI + uvicorn)"),
