@@ -183,9 +183,10 @@ def plot_lr_range_test(result: RangeTestResult, ax=None, marks: dict[str, float]
         ax.axvline(lr, color=f"C{i + 1}", ls="--", lw=1, label=f"{label}: {lr:.2g}")
     ax.set_xscale("log")
     finite = [s for s in result.smoothed if math.isfinite(s)]
-    if finite:
-        low, start = min(finite), finite[0]
-        ax.set_ylim(low - 0.1 * (start - low + 1e-9), max(start, low) * 1.6 + 0.05)
+    raw = [v for v in result.losses if math.isfinite(v)]
+    if finite:  # from below the lowest batch loss to a little above the start: the wall leaves the plot
+        low, start = min(finite + raw), finite[0]
+        ax.set_ylim(max(0.0, low - 0.1 * (start - low + 1e-9)), start * 1.6 + 0.05)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3, which="both")
