@@ -250,18 +250,25 @@ def _fill(nb, answers: dict[str, str]) -> None:
         nb.cells[k].source = imports + _replace_def(nb.cells[k].source, EXERCISES[ex_id].function, src)
 
 
-def _plan_mistakes(ids: list[str]) -> list[dict[str, tuple | str]]:
-    """For each mistake learner: id -> (mutant, words) or "stub"; every mutant of MUTANTS once."""
-    learners: list[dict] = [{} for _ in range(MISTAKE_LEARNERS)]
-    turn = 0  # where the search for a free learner starts: spread the mutants over the learners
+def _plan_mistakes(ids: list[str], hosts: list[str], spare: list[tuple[str, set[str]]]) -> dict[str, dict]:
+    """Every mutant of MUTANTS once: learner -> {id: (mutant, words) or "stub"}. The mistake learners
+    (hosts) take them in turn; a mutant none of them can take (more mutants of one exercise, or of
+    an exercise and the one using it, than hosts) goes to a spare learner (the fault learners), in a
+    notebook the spare's own fault leaves alone."""
+    plans: dict[str, dict] = {name: {} for name in [*hosts, *(n for n, _ in spare)]}
+    blocked = {name: notebooks for name, notebooks in spare}
+    turn = 0  # where the search starts among the hosts: spread the mutants over them
     for ex_id in ids:
         dependents = {o for o in ids if ex_id in _uses(o)}  # their references call ex_id's function: stubs
         for mutant, words in MUTANTS.get(ex_id, []):
             needs = _mutant_uses(mutant, ex_id)  # exercises whose correct function the mutant calls
-            for plan in learners[turn % MISTAKE_LEARNERS:] + learners[: turn % MISTAKE_LEARNERS]:
+            order = hosts[turn % len(hosts):] + hosts[: turn % len(hosts)] + [n for n, _ in spare]
+            for name in order:
+                plan = plans[name]
                 mutated = {o: v for o, v in plan.items() if isinstance(v, tuple)}
                 needed = {n for o, v in mutated.items() for n in _mutant_uses(v[0], o)}
-                if ex_id in plan or needs & set(plan) or dependents & (set(mutated) | needed) or ex_id in needed:
+                if ex_id in plan or needs & set(plan) or dependents & (set(mutated) | needed) or ex_id in needed \
+                        or ex_id.split(".")[0] in blocked.get(name, ()):
                     continue
                 plan[ex_id] = (mutant, words)
                 plan.update({o: "stub" for o in dependents})
@@ -269,7 +276,7 @@ def _plan_mistakes(ids: list[str]) -> list[dict[str, tuple | str]]:
                 break
             else:
                 raise RuntimeError(f"no learner left for the mutant {mutant.__name__} of {ex_id}")
-    return learners
+    return plans
 
 
 def make_class(root: Path, instructor_file: Path) -> dict[str, dict]:
@@ -277,9 +284,20 @@ def make_class(root: Path, instructor_file: Path) -> dict[str, dict]:
     notebooks = course_notebooks()
     by_id = {i: nb for nb in notebooks for i, _ in check_calls(nb)}
     ids = [i for i in EXERCISES if i in by_id]
+    first = ids[0]
+    n1 = [i for i in ids if i.split(".")[0] == first.split(".")[0]]
+    edits = ["deleted-cell", "renamed-cell", "reordered-cells", "retyped-cell"]
+    hosts = [f"mistakes-{k:02d}" for k in range(1, MISTAKE_LEARNERS + 1)]
+    spare_notebooks = {first.split(".")[0], "02"}
+    plans = _plan_mistakes(ids, hosts, [(name, spare_notebooks) for name in [*FAULTS, *edits]])
     expected: dict[str, dict] = {}
 
     def learner(name: str, folder: str, answers: dict, grades: dict, words: dict, flags=(), edit=None):
+        plan = plans.get(name, {})  # the mutants a learner hosts, beside their own fault
+        answers = {**{i: ("", _source(v[0], EXERCISES[i].function)) if isinstance(v, tuple) else v
+                      for i, v in plan.items()}, **answers}
+        grades = {**{i: "fail" if isinstance(v, tuple) else "missing" for i, v in plan.items()}, **grades}
+        words = {**{i: [v[1]] for i, v in plan.items() if isinstance(v, tuple)}, **words}
         for path in notebooks:
             nb = nbformat.read(str(path), as_version=4)
             _fill(nb, answers)
@@ -290,17 +308,13 @@ def make_class(root: Path, instructor_file: Path) -> dict[str, dict]:
 
     # the learner whose notebook the snoop reads, and the perfect one
     learner("perfect", "section-b", {}, {}, {})
-    first = ids[0]
     for name, (kind, status, words) in FAULTS.items():
         ex_id = "02.1" if kind == "library" else first
         fault = _fault(kind, ex_id, instructor_file, root / "section-b" / "perfect" / by_id[first].name)
-        extra = {ex_id: [words]}
         flags = {"flood": ["printed 10"], "solution": ["mnist_course.exercises.solutions"],
                  "library": ["02.1 softmax calls mnist_course.numpy_nets.softmax",
                              "02.3 calls mnist_course.numpy_nets.softmax, the library's own softmax"]}.get(kind, [])
-        learner(name, "section-a", {ex_id: fault}, {ex_id: status}, extra, flags)
-
-    n1 = [i for i in ids if i.split(".")[0] == first.split(".")[0]]
+        learner(name, "section-a", {ex_id: fault}, {ex_id: status}, {ex_id: [words]}, flags)
 
     def delete(path, nb):
         if path == by_id[n1[1]]:
@@ -330,12 +344,8 @@ def make_class(root: Path, instructor_file: Path) -> dict[str, dict]:
     learner("retyped-cell", "section-a", {}, {n1[-1]: "missing"}, {n1[-1]: ["retyped"]}, [f"{n1[-1]} retyped"], retype)
     learner("untouched", "section-b", {i: "stub" for i in ids}, {i: "missing" for i in ids},
             {i: ["not attempted yet"] for i in ids})
-    for k, plan in enumerate(_plan_mistakes(ids), 1):
-        answers = {i: ("", _source(v[0], EXERCISES[i].function)) if isinstance(v, tuple) else v
-                   for i, v in plan.items()}
-        grades = {i: "fail" if isinstance(v, tuple) else "missing" for i, v in plan.items()}
-        words = {i: [v[1]] for i, v in plan.items() if isinstance(v, tuple)}
-        learner(f"mistakes-{k:02d}", "section-b" if k % 2 else "section-a", answers, grades, words)
+    for k, name in enumerate(hosts, 1):
+        learner(name, "section-b" if k % 2 else "section-a", {}, {}, {})
     # one notebook handed in alone, named after its author
     single = by_id[ids[-1]]
     nb = nbformat.read(str(single), as_version=4)

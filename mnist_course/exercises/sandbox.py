@@ -1090,6 +1090,9 @@ def course_imports(notebooks_dir: str | Path | None = None) -> set[str]:
     return mods
 
 
+_WARM: set[str] = set()  # the exercises whose reference ran in this process
+
+
 def warm_up(exercise_ids=None, modules: set[str] | None = None) -> None:
     """Before forking: import the modules that both `modules` (default: all) and the course's own
     notebooks import, and run the reference of each exercise once, so that every child starts with
@@ -1103,14 +1106,23 @@ def warm_up(exercise_ids=None, modules: set[str] | None = None) -> None:
     torch.set_num_threads(1)  # children are forked: no thread pool to inherit
     trusted = course_imports()
     for m in sorted(trusted if modules is None else trusted & set(modules)):
+        if m in sys.modules:
+            continue
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 __import__(m)
         except Exception:  # noqa: BLE001, S112 (the child will say so, if the learner needs it)
             continue
     for ex_id in exercise_ids if exercise_ids is not None else list(EXERCISES):
-        with contextlib.redirect_stdout(io.StringIO()):
+        if ex_id in _WARM:
+            continue
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             check(ex_id, reference(ex_id), quiet=True)
+        _WARM.add(ex_id)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what is loaded now is never collected: children neither pause on it nor copy its pages
 
 
 def sandbox_info() -> dict:
