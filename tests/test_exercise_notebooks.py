@@ -12,7 +12,7 @@ import re
 
 import nbformat
 import pytest
-from test_exercises import MUTANTS
+from test_exercises import ALL_MUTANTS as MUTANTS
 
 from mnist_course import exercises as E
 from mnist_course.tooling.runner import course_notebooks

@@ -588,18 +588,28 @@ MUTANTS = {
 }
 
 
+# Notebooks 08-11 keep their mutants beside their own tests (tests/test_lesson_NN.py, which also runs
+# them); every exercise of the course, with the mutants that must fail it:
+from test_lesson_08 import MUTANTS as _MUTANTS_08  # noqa: E402
+from test_lesson_09 import MUTANTS as _MUTANTS_09  # noqa: E402
+from test_lesson_10 import MUTANTS as _MUTANTS_10  # noqa: E402
+from test_lesson_11 import MUTANTS as _MUTANTS_11  # noqa: E402
+
+ALL_MUTANTS = {**MUTANTS, **_MUTANTS_08, **_MUTANTS_09, **_MUTANTS_10, **_MUTANTS_11}
+
+
 # --------------------------------------------------------------------------------- the tests
 
 
 def test_every_exercise_has_a_reference_a_hint_and_two_mutants():
     assert len(E.EXERCISES) >= 24
-    for nb in ("01", "02", "03", "04", "05", "06", "07", "12"):
+    for nb in ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"):
         assert len(E.exercises_of(nb)) >= 3, nb
-    assert set(MUTANTS) == set(E.EXERCISES)
+    assert set(ALL_MUTANTS) == set(E.EXERCISES)
     for exercise_id, ex in E.EXERCISES.items():
         assert E.reference(exercise_id).__name__ == ex.function
         assert len(ex.hint) > 40, exercise_id
-        assert len(MUTANTS[exercise_id]) >= 2, exercise_id
+        assert len(ALL_MUTANTS[exercise_id]) >= 2, exercise_id
 
 
 def test_each_exercise_is_registered_by_its_notebooks_module():
