@@ -68,7 +68,7 @@ def _saliency_variant(model, X, target, pick, mode="eval"):
     derivative of the target class's LOGIT with respect to the input pixels, taken in eval mode,
     one map per image; its size matters, not its sign.""", formula="""
     1. model.eval(); make a copy of X that requires gradients.
-    2. logits = model(X); pick logits[n, target[n]] for every image n and add them up (in eval mode
+    2. Run the model forward on that copy; pick the logit of image n's target class for every n and add them up (in eval mode
        image n's logit depends on image n only, so one backward pass gives every image its own gradient).
     3. torch.autograd.grad(that sum, X) -> (N, 1, H, W); return its absolute value without the channel
        axis, (N, H, W).""")
