@@ -296,10 +296,10 @@ def test_learners_are_found_at_any_depth(tmp_path):
     root = tmp_path / "subs"
     for rel in ("sec-a/ann/01_x.ipynb", "sec-a/ann/extra/notes.ipynb", "sec-b/bob/week1/02_y.ipynb",
                 "sec-b/bob/01_x.ipynb", "carl.ipynb", "sec-a/dora/01_x.ipynb", "sec-b/dora/01_x.ipynb",
-                "sec-a/ann/.ipynb_checkpoints/01_x-checkpoint.ipynb"):
+                "sec-a/ann/.ipynb_checkpoints/01_x-checkpoint.ipynb", "sec-b/eve/my-notebooks/01_x.ipynb"):
         _notebook(root / rel, ["x = 1"])
     found = dict(grade.find_learners(root))
-    assert set(found) == {"ann", "bob", "week1", "carl", "sec-a/dora", "sec-b/dora"}
+    assert set(found) == {"ann", "bob", "week1", "carl", "sec-a/dora", "sec-b/dora", "eve"}
     paths = list(found.values())
     assert [p.name for p in grade.learner_notebooks(found["ann"], paths)] == ["01_x.ipynb", "notes.ipynb"]
     assert [p.name for p in grade.learner_notebooks(found["bob"], paths)] == ["01_x.ipynb"]

@@ -8,10 +8,11 @@ got wrong.
     mnist-course grade SUBMISSIONS --out OUT --container localhost/mnist-course-lab:latest
 
 Learners. SUBMISSIONS holds one folder (or notebook) per learner, at any depth: a folder that holds
-a course notebook (``NN_name.ipynb``) is a learner, named after the folder, with every notebook in it
-and below it (its own sub-folders, unless one of them holds course notebooks of its own); a notebook
-with another name, outside such a folder, is a learner on its own, named after the file. Hidden
-folders (``.ipynb_checkpoints``) are skipped. Two learners with one name get their paths as ids.
+a course notebook (``NN_name.ipynb``) is a learner, named after the folder (after the folder above
+it for ``my-notebooks/`` or ``notebooks/``), with every notebook in it and below it (its own
+sub-folders, unless one of them holds course notebooks of its own); a notebook with another name,
+outside such a folder, is a learner on its own, named after the file. Hidden folders
+(``.ipynb_checkpoints``) are skipped. Two learners with one name get their paths as ids.
 
 Grading. Each learner runs in a process of its own (forked from this one, which has imported the
 checks once; with ``--container``, a container of its own), which copies the learner's notebooks to
@@ -63,6 +64,7 @@ from ..exercises.sandbox import (
 from ..files import atomic_write
 
 GRADEBOOK_VERSION = 1
+WORKSPACES = ("my-notebooks", "notebooks")  # a learner's folder of notebooks, named after the folder above it
 
 # ------------------------------------------------------------------------------ learners
 
@@ -80,13 +82,18 @@ def find_learners(root: str | Path) -> list[tuple[str, Path]]:
             continue
         if not any(folder == nb.parent or folder in nb.parents for folder in folders):
             learners.append(nb)
-    names = Counter(p.stem if p.is_file() else p.name for p in learners)
+    def name_of(p: Path) -> str:
+        if p.is_file():
+            return p.stem
+        if p.name in WORKSPACES and p != root:  # alice/my-notebooks/ is alice's
+            return p.parent.name
+        return p.resolve().name if p == root else p.name
+
+    names = Counter(name_of(p) for p in learners)
     found = []
     for p in learners:
-        name = p.stem if p.is_file() else p.name
-        if p == root:
-            name = root.resolve().name
-        elif names[name] > 1:
+        name = name_of(p)
+        if names[name] > 1 and p != root:
             name = str(p.relative_to(root).with_suffix("") if p.is_file() else p.relative_to(root))
         found.append((name, p))
     return sorted(found)
