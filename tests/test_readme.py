@@ -149,7 +149,7 @@ def _guide_results(run_seconds: dict[str, float]) -> dict:
     """Every key that NOTEBOOK_GUIDE's templates name, plus the given run times."""
     entries = {}
     for notebook, _, template in RM.NOTEBOOK_GUIDE:
-        for key in re.findall(r"{(\w+)}", template):
+        for key in RM.TEMPLATE_KEY.findall(template):
             entries[f"mnist/{notebook}/{key}"] = _entry(notebook, key, 1)
         if notebook in run_seconds:
             entries[f"mnist/{notebook}/{RM.RUN_TIME_KEY}"] = _entry(notebook, RM.RUN_TIME_KEY,
@@ -165,6 +165,20 @@ def test_the_course_time_is_the_sum_of_the_recorded_run_times():
     assert "| 4 min |" in every and f"took {RM._duration(270.0 * len(names))}." in every
     some = RM.notebooks_table(_guide_results({names[0]: 30.0}))
     assert "| 30 s |" in some and "| — |" in some and "took 30 s together" in some
+
+
+def test_a_notebook_newer_than_the_recorded_run_says_so_and_a_missing_key_still_fails():
+    """A notebook with no result at all is 'not in the recorded run yet'; one whose results lack a key
+    its template names (renamed, no longer recorded) stops the update, naming the key."""
+    names = [n for n, _, _ in RM.NOTEBOOK_GUIDE]
+    data = _guide_results({})
+    newest = [k for k in data["results"] if k.startswith(f"mnist/{names[-2]}/")]
+    table = RM.notebooks_table({"results": {k: v for k, v in data["results"].items() if k not in newest}})
+    row = next(line for line in table.splitlines() if f"`{names[-2]}`" in line)
+    assert "not in the recorded run yet" in row
+    del data["results"][newest[0]]
+    with pytest.raises(ValueError, match=newest[0]):
+        RM.notebooks_table(data)
 
 
 def test_constant_columns_become_one_sentence():
