@@ -26,7 +26,8 @@ than half the digit: a shadow's edge is neither). ``stats["crop"]`` is 1.0 when 
 
 The model then gets ``(x - mean) / std`` with the training set's mean and std, shape (1, 1, 28, 28).
 :func:`predict_image` adds "not sure" when the top probability is below :data:`NOT_SURE_BELOW`
-(calibrated on validation pictures, :func:`calibrate_not_sure`).
+(calibrated on validation pictures, :func:`calibrate_not_sure`), or below a stricter threshold for
+inputs unlike MNIST's: very thick strokes, or a digit enlarged from a tiny picture (:func:`judge`).
 
 The live drawing pad built on these functions is :class:`mnist_course.pad.DrawingPad`.
 """
@@ -41,6 +42,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -787,6 +789,22 @@ NOT_SURE_BELOW = 0.81
 # and x3: confident wrong 3-24 % -> <= 1 %) with the validation pictures and canvases unchanged.
 THICK_ABOVE = 5.5
 THICK_NOT_SURE_BELOW = 0.99
+# A digit enlarged from a tiny picture (a thumbnail, a digit a few pixels high) has no detail of its
+# own: its 28x28 input is what a digit of DETAIL_SIDE pixels enlarged would be, :func:`detail` is low, and
+# the model can be confidently wrong on it. Below LOW_DETAIL_BELOW a digit needs LOW_DETAIL_NOT_SURE_BELOW.
+# Chosen on the dev part of mnist_course.bench.conditions with the course CNN (8x8 thumbnails scaled up
+# to 64 px: 92-95 % of them below 0.035, confident wrong 1.0 / 0.0 % -> 0.3 / 0.0 %): 0.035 is the largest
+# value (steps of 0.005) at which no answer changes on any other dev row, on 2,000 validation pictures or
+# on 1,000 redrawn canvases (MNIST digits: 0.1-0.3; at 0.04 two pen x2 digits turn "not sure"); 0.99 as
+# for thick strokes (0.98 is the least that brings each thumbnail row to <= 0.5 %; the rule also covers
+# pictures smaller than any dev row).
+DETAIL_SIDE = 8
+LOW_DETAIL_BELOW = 0.035
+LOW_DETAIL_NOT_SURE_BELOW = 0.99
+# Shrinking keeps the edges that lie on the digit's box: when the box's outline is this much ink on
+# average (a block, a ruler-straight bar: 0.83-1.0), detail cannot tell. No picture of the dev part
+# comes near it (its thumbnails at most 0.57, every other row at most 0.73).
+BOX_OUTLINE_INK = 0.75
 
 
 def stroke_width(image: np.ndarray) -> float:
@@ -797,19 +815,65 @@ def stroke_width(image: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(ink) / outline if outline else 0.0
 
 
+@lru_cache(maxsize=512)     # 28x28 inputs need fewer: n, m <= 28 and one of them <= 8
+def _lanczos_matrix(n: int, m: int) -> np.ndarray:
+    """(m, n) float64 matrix that resizes n samples to m as Pillow's Lanczos filter does (its
+    precompute_coeffs: sinc(x) sinc(x / 3) on +-3 input pixels, stretched by n / m when shrinking,
+    each row normalised); a 2-D resize is rows @ image @ columns.T."""
+    scale = n / m
+    stretch = max(scale, 1.0)
+    out = np.zeros((m, n))
+    for i in range(m):
+        centre = (i + 0.5) * scale
+        lo, hi = max(int(centre - 3.0 * stretch + 0.5), 0), min(int(centre + 3.0 * stretch + 0.5), n)
+        x = (np.arange(lo, hi) - centre + 0.5) / stretch
+        weights = np.where(np.abs(x) < 3.0, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+        out[i, lo:hi] = weights / weights.sum()
+    return out
+
+
+def detail(image: np.ndarray, side: int = DETAIL_SIDE) -> float:
+    """(28, 28) image in [0, 1] -> how much detail the digit has at its own size: the share of its
+    energy (sum of squares) lost when its box (the pixels above 0) is shrunk to `side` pixels on
+    its longer side and enlarged back (Lanczos, as Pillow). MNIST digits and drawings: 0.1-0.3 (under
+    0.035 for fewer than 1 % of them); a digit enlarged from a picture of `side` pixels or fewer: mostly
+    under 0.035. 0.0 when the box is at most `side` pixels; NaN when it cannot tell: no ink, or the
+    box's outline at least :data:`BOX_OUTLINE_INK` ink on average (a block, a straight bar)."""
+    a = np.asarray(image, dtype=np.float64)
+    rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+    if len(rows) == 0:
+        return float("nan")
+    box = a[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    h, w = box.shape
+    if box[_edge_mask(h, w)].mean() >= BOX_OUTLINE_INK:
+        return float("nan")
+    if max(h, w) <= side:
+        return 0.0
+    f = side / max(h, w)
+    sh, sw = max(1, round(h * f)), max(1, round(w * f))
+    small = _lanczos_matrix(h, sh) @ box @ _lanczos_matrix(w, sw).T
+    back = _lanczos_matrix(sh, h) @ small @ _lanczos_matrix(sw, w).T
+    return float(np.square(box - back).sum() / np.square(box).sum())
+
+
 def judge(probs: np.ndarray, classes: Sequence[str] = CLASSES, not_sure_below: float | None = None,
           image: np.ndarray | None = None) -> tuple[str, str | None]:
     """(10,) probabilities -> ("digit", None), or ("not sure", "4 or 9?") when the top probability
     is below `not_sure_below` (None: the calibrated :data:`NOT_SURE_BELOW`). image: the (28, 28)
     model input; when its strokes are thicker than :data:`THICK_ABOVE`, the threshold is at least
-    :data:`THICK_NOT_SURE_BELOW` and a "not sure" says so."""
+    :data:`THICK_NOT_SURE_BELOW`, and when its :func:`detail` is below :data:`LOW_DETAIL_BELOW` (a
+    small picture enlarged), at least :data:`LOW_DETAIL_NOT_SURE_BELOW`; a "not sure" says which."""
     threshold = NOT_SURE_BELOW if not_sure_below is None else not_sure_below
     thick = image is not None and stroke_width(image) > THICK_ABOVE
     if thick:
         threshold = max(threshold, THICK_NOT_SURE_BELOW)
+    smooth = image is not None and detail(image) < LOW_DETAIL_BELOW
+    if smooth:
+        threshold = max(threshold, LOW_DETAIL_NOT_SURE_BELOW)
     first, second = np.argsort(-np.asarray(probs))[:2]
     if probs[first] < threshold:
-        why = " (very thick strokes: use a thinner pen or write larger)" if thick else ""
+        why = (" (very thick strokes: use a thinner pen or write larger)" if thick else
+               " (little detail, as in a small picture enlarged: send a larger, sharper picture)" if smooth else "")
         return "not sure", f"{classes[first]} or {classes[second]}?{why}"
     return "digit", None
 

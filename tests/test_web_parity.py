@@ -224,5 +224,9 @@ def test_page_and_server_agree_on_random_strokes(course_cnn, tmp_path):
                             "(status, reason, top class):\n" + "\n".join(mismatches))
     thick = sum(not pre.blank and drawing.stroke_width(pre.image) > drawing.THICK_ABOVE for pre in server)
     assert thick >= 5, f"only {thick} stroke sets have strokes thicker than THICK_ABOVE: its rule goes unchecked"
+    smooth = sum(not pre.blank and drawing.stroke_width(pre.image) <= drawing.THICK_ABOVE
+                 and drawing.detail(pre.image) < drawing.LOW_DETAIL_BELOW for pre in server)
+    assert smooth >= 5, (f"only {smooth} stroke sets with thin strokes have little detail (drawing.detail below "
+                         "LOW_DETAIL_BELOW): its rule goes unchecked")
     assert counts.get("digit", 0) and counts.get("not sure", 0) and counts.get("no digit", 0), \
         f"the stroke sets do not give every answer ({counts}): the test would miss a kind of disagreement"

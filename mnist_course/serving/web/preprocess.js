@@ -763,15 +763,64 @@ export function strokeWidth(image, size = SIZE) {
   return outline ? (2 * area) / outline : 0;
 }
 
+// drawing.DETAIL_SIDE / LOW_DETAIL_BELOW / LOW_DETAIL_NOT_SURE_BELOW: a digit enlarged from a tiny
+// picture (little detail at its own size) needs a surer model.
+export const DETAIL_SIDE = 8;
+export const LOW_DETAIL_BELOW = 0.035;
+export const LOW_DETAIL_NOT_SURE_BELOW = 0.99;
+export const BOX_OUTLINE_INK = 0.75;   // drawing.BOX_OUTLINE_INK: a block or a straight bar
+
+// drawing.detail: (28*28) image -> the share of its energy (sum of squares) lost when its box (the
+// pixels above 0) is shrunk to `side` pixels on its longer side and enlarged back (Lanczos, as Pillow);
+// 0 when the box is at most `side` pixels; NaN without ink or when the box's outline is at least
+// BOX_OUTLINE_INK ink on average. resize rounds to float32 between passes where the library works in
+// float64: the two differ by about 1e-7.
+export function detail(image, size = SIZE, side = DETAIL_SIDE) {
+  let top = size, bottom = -1, left = size, right = -1;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      if (image[y * size + x] !== 0) {
+        top = Math.min(top, y); bottom = Math.max(bottom, y);
+        left = Math.min(left, x); right = Math.max(right, x);
+      }
+    }
+  }
+  if (bottom < 0) return NaN;
+  const h = bottom - top + 1, w = right - left + 1;
+  const box = new Float32Array(h * w);
+  let outline = 0, count = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      box[y * w + x] = image[(top + y) * size + left + x];
+      if (y === 0 || y === h - 1 || x === 0 || x === w - 1) { outline += box[y * w + x]; count++; }
+    }
+  }
+  if (outline / count >= BOX_OUTLINE_INK) return NaN;
+  if (Math.max(h, w) <= side) return 0;
+  const f = side / Math.max(h, w);
+  const sw = Math.max(1, pyRound(w * f)), sh = Math.max(1, pyRound(h * f));
+  const back = resize(resize(box, w, h, sw, sh, "lanczos"), sw, sh, w, h, "lanczos");
+  let lost = 0, total = 0;
+  for (let i = 0; i < h * w; i++) {
+    lost += (box[i] - back[i]) ** 2;
+    total += box[i] ** 2;
+  }
+  return lost / total;
+}
+
 // drawing.judge: (10) probabilities -> {status: "digit", reason: null}, or "not sure" with "4 or 9?"
 // when the top probability is below the threshold (at least THICK_NOT_SURE_BELOW when `image`, the
-// 28x28 model input, has strokes thicker than THICK_ABOVE).
+// 28x28 model input, has strokes thicker than THICK_ABOVE, and LOW_DETAIL_NOT_SURE_BELOW when its
+// detail is below LOW_DETAIL_BELOW).
 export function judge(probs, classes, threshold = NOT_SURE_BELOW, image = null) {
   const thick = image !== null && strokeWidth(image) > THICK_ABOVE;
   if (thick) threshold = Math.max(threshold, THICK_NOT_SURE_BELOW);
+  const smooth = image !== null && detail(image) < LOW_DETAIL_BELOW;
+  if (smooth) threshold = Math.max(threshold, LOW_DETAIL_NOT_SURE_BELOW);
   const order = Array.from(probs, (p, i) => i).sort((a, b) => probs[b] - probs[a]);
   if (probs[order[0]] < threshold) {
-    const why = thick ? " (very thick strokes: use a thinner pen or write larger)" : "";
+    const why = thick ? " (very thick strokes: use a thinner pen or write larger)"
+      : smooth ? " (little detail, as in a small picture enlarged: send a larger, sharper picture)" : "";
     return { status: "not sure", reason: `${classes[order[0]]} or ${classes[order[1]]}?${why}` };
   }
   return { status: "digit", reason: null };
