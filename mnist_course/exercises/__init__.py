@@ -31,11 +31,11 @@ API (the whole of it):
   saved notebook (for the test that every id in the notebooks has a reference, mutants and a hint).
 - ``mnist-course status notebooks/`` (``notebook_status(path)`` for one) reads the notebooks as saved (nbformat),
   finds every ``check("NN.k", name)`` call and the ``def name`` that the learner wrote, runs it in a
-  fresh namespace and lists pass / fail / not attempted per exercise. The namespace holds
-  ``np``, ``torch``, ``nn``, ``F`` and ``math`` plus the result of every top-level ``import`` in the
-  notebook; then each top-level ``def`` / ``class`` of the cells that call ``check`` is executed
-  (so helpers written next to an exercise are found). No other notebook code runs: no data
-  loading, no training.
+  sandboxed child process (``sandbox``: the runner of ``mnist-course grade`` too, with its limits)
+  and lists pass / fail / error / timeout / missing per exercise; it exits 1 unless all pass. The
+  namespace holds ``np``, ``torch``, ``nn``, ``F`` and ``math`` plus the result of every top-level
+  ``import`` in the notebook; then the statements of the cells that call ``check`` run (so helpers
+  written next to an exercise are found). No other notebook code runs: no data loading, no training.
 
 Conventions for notebooks (for contributors): the stub keeps the reference solution's name and
 signature; the exercise cell ends with ``check("NN.k", name)``; to run a notebook with every stub
@@ -49,8 +49,9 @@ would give (the gradient times N, the transposed matrix, the flipped kernel, the
 in eval mode...) and says which one it is, in plain words.
 
 The modules: ``core`` (the registry, ``check`` and the helpers the checks share), ``nb01`` ...
-``nb12`` (each notebook's checks; importing them here fills ``EXERCISES``), ``status`` (progress
-over saved notebooks, the ``mnist-course status`` command) and ``solutions`` (the references).
+``nb12`` (each notebook's checks; importing them here fills ``EXERCISES``), ``sandbox`` (the
+sandboxed runner of status and grade), ``status`` (progress over saved notebooks, the
+``mnist-course status`` command) and ``solutions`` (the references).
 """
 
 # Each notebook module registers its checks in EXERCISES on import: import them all, first.

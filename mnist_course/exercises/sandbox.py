@@ -3,11 +3,13 @@ run in a process of their own, with limits, away from the caller's files.
 
 What runs. Not the notebook: a learner's kernel here executes what the check of an exercise needs
 and nothing else. For each notebook (:func:`plan_notebook`): every top-level ``import`` of its code
-cells, then, cell by cell, the top-level ``def`` / ``class`` statements of each cell that calls
-``check("NN.k", name)`` and that check, exactly as in the notebook (the learner's helpers beside an
-exercise are found; a later exercise may use an earlier one's function). No data loading, no
-training: a notebook costs well under a second instead of minutes, and the verdicts do not depend on
-the lesson cells above (the notebook's own ``check`` line prints the same verdict).
+cells, then, cell by cell, the top-level statements of each cell that calls ``check("NN.k", name)``
+(the learner's function, helpers and constants; each statement on its own, one that fails does not
+stop the next; not the ``check`` calls; ``SOLVE`` is False) and then that check, in the notebook's
+order (a later exercise may use an earlier one's function). No data loading, no training: the
+verdicts do not depend on the lesson cells above, and the notebook's own ``check`` line, which runs
+only the function, prints the same verdict. The exercise must be checked on a function written in
+the notebook: one imported from ``mnist_course`` (the reference) fails.
 
 Where it runs (:func:`run_notebook`). A child process forked from the caller, which has already
 imported the checks and run every reference once (:func:`warm_up`), so a child starts in

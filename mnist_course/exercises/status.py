@@ -10,9 +10,9 @@ checks themselves are in the ``nbNN`` modules, the registry in :mod:`.core`).
   ``parse_cell(source)`` the cell parsed, IPython magics skipped (all three from :mod:`.sandbox`).
 - ``notebook_status(path)``: the :class:`~.sandbox.Outcome` of every exercise of a saved notebook
   (status ``pass``, ``fail``, ``error``, ``timeout`` or ``missing``), run on the learner's
-  ``def name``: the notebook's top-level imports, then each top-level ``def`` / ``class`` of the
-  cells that call ``check`` (helpers written next to an exercise are found), then the check, in a
-  sandboxed child process. No other notebook code runs: no data loading, no training.
+  ``def name``: the notebook's top-level imports, then the statements of the cells that call
+  ``check`` (helpers written next to an exercise are found), then the check, in a sandboxed child
+  process. No other notebook code runs: no data loading, no training.
 - ``main(argv)``: the ``mnist-course status`` command (``--status PATH...`` notebooks or folders,
   searched at any depth; ``--hint ID [--level 2]``, ``--solution ID``; ``--json``; ``--timeout``,
   ``--memory``). Exit status: 0 when every exercise found passes, 1 otherwise, 2 for a path
@@ -60,6 +60,8 @@ def _print_run(run: dict) -> None:
         print("  (no check(...) calls)")
     for flag in run["flags"]:
         print(f"  ⚑ {flag}")
+    for note in run["notes"]:
+        print(f"  · {note}")
     sys.stdout.flush()
 
 

@@ -22,7 +22,7 @@ limits, a private HOME, Landlock (Linux) and an audit hook keeping the instructo
 reach. ``--jobs N`` learners at a time.
 
 Results in OUT: ``gradebook.csv`` (a row per learner, a column per exercise: pass / fail / error /
-timeout / missing, then total, flags and seconds), ``gradebook.json`` (everything, messages
+timeout / missing, then total, flags and the learner's wall seconds), ``gradebook.json`` (everything, messages
 included), ``report.html`` (offline: pass rate per exercise as a plot, the most common named
 mistakes, integrity flags, time per notebook, every learner) and ``learners/<id>.html`` (one
 learner's messages, flags and output). An existing gradebook is never overwritten without ``--force``.
@@ -364,7 +364,7 @@ def write_gradebook(out: Path, book: dict) -> list[Path]:
     writer.writerow(["learner", *columns, "total", "flags", "seconds"])
     for row in book["learners"]:
         writer.writerow([row["id"], *(row["grades"][c] for c in columns), row["total"], len(row["flags"]),
-                         "" if row["seconds"] is None else f"{row['seconds']:.2f}"])
+                         "" if row["wall_seconds"] is None else f"{row['wall_seconds']:.2f}"])
     paths = [atomic_write(out / "gradebook.json", json.dumps(book, indent=1) + "\n"),
              atomic_write(out / "gradebook.csv", buf.getvalue())]
     return paths
