@@ -53,7 +53,7 @@ def status(argv: list[str]) -> int:
         paths = [str(default)]
         print(f"reading {default.resolve()}/", file=sys.stderr if args.json else sys.stdout)
     forwarded = (["--status", *paths] if paths else []) \
-        + (["--hint", args.hint, "--level", str(args.level)] if args.hint else []) \
+        + (["--hint", args.hint] if args.hint else []) + (["--level", str(args.level)] if args.level != 1 else []) \
         + (["--solution", args.solution] if args.solution else []) + (["--json"] if args.json else []) \
         + (["--timeout", str(args.timeout)] if args.timeout is not None else []) \
         + (["--memory", str(args.memory)] if args.memory is not None else [])
