@@ -35,6 +35,7 @@ help:
 	@echo "make serve       the web service and drawing page on http://127.0.0.1:8000 (FastAPI + uvicorn)"
 	@echo "make site        the course as a static website in build/site/, from the last make course run"
 	@echo "make clean       remove build/ (keeps .venv, data/, figures/, results/ and models/)"
+	@echo "make images      the service and lab container images (podman, else docker; docs/shipping.md, Containers)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -102,3 +103,23 @@ serve: $(STAMP)
 
 site: $(STAMP)
 	$(MC) site
+
+# Container images (docs/shipping.md, "Containers"), built with podman when it is installed, else docker;
+# the build context is the repository (.dockerignore). The service image bakes in MODEL (an ONNX
+# export under models/onnx/ or build/containers/), exported first when missing. podman writes OCI
+# images by default, which have no HEALTHCHECK: --format docker keeps it. IMAGE_FLAGS: more build flags.
+ENGINE        ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+SERVICE_IMAGE ?= localhost/mnist-course-service:latest
+LAB_IMAGE     ?= localhost/mnist-course-lab:latest
+MODEL         ?= models/onnx/cnn.onnx
+IMAGE_FLAGS   ?=
+IMAGE_FORMAT  := $(if $(findstring podman,$(ENGINE)),--format docker)
+.PHONY: images image-service image-lab
+images: image-service image-lab
+
+image-service:
+	@test -f $(MODEL) || $(MAKE) --no-print-directory export
+	$(ENGINE) build $(IMAGE_FORMAT) $(IMAGE_FLAGS) --build-arg MODEL=$(MODEL) -f containers/service/Containerfile -t $(SERVICE_IMAGE) .
+
+image-lab:
+	$(ENGINE) build $(IMAGE_FORMAT) $(IMAGE_FLAGS) -f containers/lab/Containerfile -t $(LAB_IMAGE) .
