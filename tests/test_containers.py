@@ -14,7 +14,8 @@ skip, saying why, without them):
   notebook 01 run headless with papermill, JupyterLab serving the notebooks with the drawing pad
   working (Chromium, when there is one), jupyterhub-singleuser starting against a stand-in hub;
 - compose: the learner's work survives `down` and `up`.
-Containers are removed whatever happens; they publish ports on 127.0.0.1 only.
+Containers are removed whatever happens; they publish ports on 127.0.0.1 only. The tests that run
+containers are marked slow (make test-fast leaves them out).
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ def test_workflow_passes_actionlint():
 @pytest.fixture(scope="module")
 def engine() -> str:
     """podman or docker ($MNIST_COURSE_ENGINE chooses), when it answers."""
+    if os.environ.get("MNIST_COURSE_CONTAINERS") == "0":
+        pytest.skip("MNIST_COURSE_CONTAINERS=0: no containers in this run")
     name = os.environ.get("MNIST_COURSE_ENGINE") or ("podman" if shutil.which("podman") else
                                                       "docker" if shutil.which("docker") else None)
     if name is None or shutil.which(name) is None:
@@ -264,6 +267,7 @@ def wait_for(url: str, engine: str, cid: str, headers: dict | None = None, timeo
             time.sleep(1)
 
 
+@pytest.mark.slow
 def test_service_image_is_small_non_root_healthchecked_and_without_torch(engine, service_image):
     size = service_image["Size"]
     print(f"{SERVICE}: {size / 1e6:.0f} MB")
@@ -331,6 +335,7 @@ def answers(post) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_the_service_container_answers_as_the_in_process_service(engine, service_image, tmp_path):
     """Every picture (and a few bad requests) sent to the container and to the in-process service
     running the container's own ONNX file: the same status and the same JSON, timings aside."""
@@ -371,6 +376,7 @@ def test_the_service_container_answers_as_the_in_process_service(engine, service
     assert models_remote == models_local
 
 
+@pytest.mark.slow
 def test_the_service_container_without_its_model_says_so_in_one_line(engine, service_image, tmp_path):
     empty = tmp_path / "models"
     empty.mkdir()
@@ -381,6 +387,7 @@ def test_the_service_container_without_its_model_says_so_in_one_line(engine, ser
     assert "Traceback" not in out, out
 
 
+@pytest.mark.slow
 def test_lab_image_follows_the_docker_stacks_conventions(engine, lab_image):
     print(f"{LAB}: {lab_image['Size'] / 1e6:.0f} MB")
     config = lab_image["Config"]
@@ -421,6 +428,7 @@ def writable(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_notebook_01_runs_headless_in_the_lab_image(engine, lab_image, tmp_path):
     out = writable(tmp_path / "out")
     result = run(engine, "run", "--rm", "-v", f"{data_root()}:/data:ro", "-v", f"{out}:/home/jovyan/out",
@@ -444,6 +452,7 @@ def pad_notebook() -> str:
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}))
 
 
+@pytest.mark.slow
 def test_jupyterlab_serves_the_course_and_the_pad_works_in_the_lab_image(engine, lab_image, tmp_path):
     """The image's own start command: the notebooks are copied into ~/work, JupyterLab answers on 8888
     with its token; in Chromium (when there is one) the pad of a notebook draws and answers."""
@@ -490,6 +499,7 @@ http.server.HTTPServer(("127.0.0.1", 8081), Hub).serve_forever()
 """
 
 
+@pytest.mark.slow
 def test_jupyterhub_singleuser_starts_in_the_lab_image(engine, lab_image):
     """Started as a hub starts it (JUPYTERHUB_* variables, the image's command), it reaches the hub's API
     (a stand-in in the same container) and serves under the user's prefix."""
@@ -521,6 +531,7 @@ def compose_command(engine: str) -> list[str]:
     pytest.skip(f"no compose for {engine}: pip install -e '.[dev]' (podman-compose) or docker compose")
 
 
+@pytest.mark.slow
 def test_compose_keeps_the_learners_work_across_down_and_up(engine, lab_image):
     compose = [*compose_command(engine), "-p", f"mnist-course-test-{secrets.token_hex(3)}", "-f", ROOT / "compose.yaml"]
     env = {**os.environ, "MNIST_COURSE_LAB_PORT": str(free_port()), "MNIST_COURSE_SERVICE_PORT": str(free_port())}
