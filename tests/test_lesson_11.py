@@ -122,7 +122,7 @@ def temp_on_probabilities(logits, y):
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def temp_raw(logits, y):
@@ -159,7 +159,7 @@ def temp_inverse(logits, y):
         return loss
 
     opt.step(closure)
-    return float(log_a.exp())                                       # a = 1 / T
+    return float(log_a.detach().exp())                              # a = 1 / T
 
 
 def temp_too_few_steps(logits, y):
@@ -170,7 +170,7 @@ def temp_too_few_steps(logits, y):
         opt.zero_grad()
         F.cross_entropy(logits / log_t.exp(), y).backward()
         opt.step()
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def _accuracy_at_or_above(confidence, correct, t, strict=False):
