@@ -392,6 +392,31 @@ def test_the_profiler_sees_the_reference_behind_a_helper(tmp_path):
     assert any("calls mnist_course.exercises.core.reference" in f for f in first.flags), first.flags
 
 
+def test_answers_cannot_change_the_checks_tools_or_read_the_instructors_environment(tmp_path, monkeypatch):
+    """np.allclose = lambda ...: True in a cell is put back before the checks (flagged); done inside the
+    function, it fails the exercise; the environment's secrets and the terminal are out of reach."""
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2")
+    nb = _notebook(tmp_path / "02_softmax.ipynb", [
+        "import os\nimport numpy as np\nfrom mnist_course.exercises import check",
+        "np.allclose = lambda *a, **k: True\n\ndef softmax(z):\n    return z\n\ncheck('02.1', softmax)",
+        "def cross_entropy(z, y):\n    import torch\n    torch.Tensor.allclose = lambda *a, **k: True\n    return 0.0\n\n"
+        "check('02.2', cross_entropy)",
+        "def cross_entropy_grad(z, y):\n    print('token:', os.environ.get('SECRET_TOKEN'))\n    return input()\n\n"
+        "check('02.3', cross_entropy_grad)"])
+    sandbox.warm_up(["02.1", "02.2", "02.3"], set())
+    run = sandbox.run_notebook(nb)
+    first, second, third = run.outcomes
+    assert first.status == "fail" and "differs from the right answer" in first.message
+    assert any("replaced numpy.allclose" in f for f in run.flags)
+    assert second.status == "fail" and "replaced torch.Tensor.allclose" in second.message
+    assert third.status == "fail" and "EOFError" in third.message
+    assert "token: None" in run.output and "hunter2" not in run.output
+    import numpy as np
+    import torch
+
+    assert not np.allclose(1, 2) and "allclose" not in vars(torch.Tensor), "the parent's modules are untouched"
+
+
 # ------------------------------------------------------------------------------ containers
 
 

@@ -73,6 +73,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # mnist_course/
 COURSE_NAME = re.compile(r"^(\d\d)_.*\.ipynb$")
 LEARNER_FILE = "<learner "  # the code the learner wrote is compiled with a file name starting so
 NOBODY = 65534
+_ENV_KEPT = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "MPLBACKEND", "PYTHONHASHSEED", "PYTHONIOENCODING", "CUDA_VISIBLE_DEVICES"}
 MAX_NOTEBOOK_MB = 50  # a bigger notebook is not graded (its outputs are not needed)
 COPIED = (".ipynb", ".py")  # what the temporary copy holds of a learner's folder
 
@@ -137,11 +139,19 @@ def _hidden(path: Path, root: Path) -> bool:
 def find_notebooks(path: str | Path) -> list[Path]:
     """A notebook itself, or every notebook below a folder, at any depth, sorted; hidden folders
     (``.ipynb_checkpoints``, ``.git``) and ``__pycache__`` are skipped."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*.ipynb") if p.is_file() and not p.is_symlink()
-                  and not _hidden(p, path))
+    return [p for p in _files(Path(path)) if p.suffix == ".ipynb"]
+
+
+def _files(root: Path) -> list[Path]:
+    """Every regular file below root (root itself if it is one), sorted; links are not followed
+    (a link to / in a submission would walk the whole disk), hidden folders and __pycache__ skipped."""
+    if root.is_file():
+        return [root]
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        found += [Path(folder) / f for f in files if not f.startswith(".") and not os.path.islink(os.path.join(folder, f))]
+    return sorted(found)
 
 
 # ------------------------------------------------------------------------------ what a notebook runs
@@ -573,6 +583,47 @@ def _set_limits(limits: Limits, uid: int) -> None:
 # ------------------------------------------------------------------------------ the child
 
 
+class _Watch:
+    """The attributes of the modules and classes the checks rely on (NumPy, PyTorch, math, builtins,
+    the course's package), as they were before the learner's code ran: what a step rebinds or
+    deletes is put back and reported (``np.allclose = lambda *a, **k: True`` would pass every check).
+    Added attributes (a submodule imported) are fine."""
+
+    NAMES = ("numpy", "numpy.testing", "math", "builtins", "torch", "torch.nn.functional", "torch.testing")
+
+    def __init__(self):
+        import torch
+
+        owners = {name: mod for name, mod in list(sys.modules.items())
+                  if mod is not None and (name in self.NAMES or name.startswith("mnist_course"))}
+        owners.update({"torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module})
+        self.saved = [(name, owner, dict(vars(owner))) for name, owner in owners.items()]
+
+    def changed(self) -> list[str]:
+        """What was rebound or deleted since the start (now put back); empty when nothing was."""
+        found = []
+        for name, owner, before in self.saved:
+            now = vars(owner)
+            for key, value in before.items():
+                if now.get(key, _MISSING) is not value and not (key.startswith("__") and key != "__import__"):
+                    found.append(f"{name}.{key}")
+                    try:
+                        setattr(owner, key, value)
+                    except (AttributeError, TypeError):
+                        pass
+            if isinstance(owner, type):  # on a class, a new attribute hides the base class's: Tensor.allclose
+                for key in [k for k in now if k not in before]:
+                    found.append(f"{name}.{key}")
+                    try:
+                        delattr(owner, key)
+                    except (AttributeError, TypeError):
+                        pass
+        return found
+
+
+_MISSING = object()
+
+
 class _Profiler:
     """Calls from the learner's code into the course's package, while a check runs."""
 
@@ -673,6 +724,7 @@ def _child_steps(plan: Plan, start: int, skip: set[int], emit, workdir: str, gua
     namespace["math"] = math
     trees = {}
     defined: dict[str, object] = {}
+    watch = _Watch()
 
     def tree(i):
         if i not in trees:
@@ -694,9 +746,11 @@ def _child_steps(plan: Plan, start: int, skip: set[int], emit, workdir: str, gua
                 result = _exec_nodes(tree(cell), [j], f"{LEARNER_FILE}{plan.file} cell {cell}>", namespace)
                 failed += [f"{n}: {v}" for n, v in result.items() if v is not True]
             guard.armed = False
-            if report:
+            if not report:
+                watch.changed()
+            else:
                 emit({"step": k, "event": "end", "notes": [f"import failed: {f}" for f in failed][:10],
-                           "violations": guard.violations[:5]})
+                      "violations": guard.violations[:5], "tampered": watch.changed()[:5]})
         elif step.kind == "cell":
             guard.armed = True
             done = _exec_nodes(tree(step.cell), step.nodes, f"{LEARNER_FILE}{plan.file} cell {step.cell}>", namespace)
@@ -705,10 +759,19 @@ def _child_steps(plan: Plan, start: int, skip: set[int], emit, workdir: str, gua
             if report:
                 failed = [f"code cell {step.cell}, {n if n.startswith('line') else '`' + n + '`'}: {v}"
                           for n, v in done.items() if v is not True]
-                emit({"step": k, "event": "end", "violations": guard.violations[:5], "notes": failed[:10]})
+                emit({"step": k, "event": "end", "violations": guard.violations[:5], "notes": failed[:10],
+                      "tampered": watch.changed()[:5]})
+            else:
+                watch.changed()
         else:
             outcome = _child_check(step, namespace, defined, guard, workdir, limits)
             outcome.seconds = round(time.perf_counter() - t0, 4)
+            tampered = watch.changed()
+            if tampered:
+                outcome.status = "fail"
+                outcome.message = (f"your code replaced {', '.join(tampered[:3])} while it was checked, so the check "
+                                   "cannot be trusted (put back now): do not change NumPy, PyTorch or the course's code.")
+                outcome.flags.append(f"{step.exercise} {step.function} replaced {', '.join(tampered[:3])}")
             emit({"step": k, "event": "end", "outcome": asdict(outcome)})
 
 
@@ -779,9 +842,15 @@ def _child(plan: Plan, start: int, skip: set[int], res_w: int, out_w: int, workd
         home = workdir / "home"
         for sub in ("home", "tmp", "home/.cache", "home/.config"):
             (workdir / sub).mkdir(exist_ok=True)
-        os.environ.update(HOME=str(home), TMPDIR=str(workdir / "tmp"), MPLCONFIGDIR=str(home / ".config"),
+        kept = {k: v for k, v in os.environ.items() if k in _ENV_KEPT or k.startswith(("LC_", "MNIST_COURSE_"))}
+        os.environ.clear()  # the instructor's environment (tokens, paths) is not the learner's business
+        os.environ.update(kept, HOME=str(home), TMPDIR=str(workdir / "tmp"), MPLCONFIGDIR=str(home / ".config"),
                           XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                           TORCH_HOME=str(home / ".cache"))
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # input() gets EOF, not the instructor's terminal
+        os.close(null)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         tempfile.tempdir = None
         notebook_dir = workdir / "work" / Path(plan.file).parent
         os.chdir(notebook_dir if notebook_dir.is_dir() else workdir / "work")
@@ -937,7 +1006,7 @@ def copy_learner(source: Path, dest: Path, notebooks: list[Path] | None = None) 
         files = list(dict.fromkeys([*chosen, *(p for nb in chosen for p in sorted(nb.parent.glob("*.py"))
                                                if not p.name.startswith("."))]))
     else:
-        files = sorted(p for p in source.rglob("*") if p.suffix in COPIED and not _hidden(p, source))
+        files = [p for p in _files(source) if p.suffix in COPIED]
     for p in files:
         rel = p.relative_to(base)
         if p.is_symlink() or not p.is_file():
@@ -1005,6 +1074,9 @@ def run_notebook(path: str | Path, limits: Limits | None = None, workdir: Path |
                     if "outcome" in e:
                         outcomes[step.exercise] = _as_outcome(e["outcome"])
                     notes += e.get("notes", [])
+                    if e.get("tampered") and step.kind != "check":
+                        what = "its imports" if step.kind == "imports" else f"code cell {step.cell}"
+                        flags.append(f"{what} replaced {', '.join(e['tampered'])} (put back before the checks)")
                     if e.get("violations") and step.kind != "check":
                         what = "its imports" if step.kind == "imports" else f"code cell {step.cell}"
                         flags.append(f"{what} tried {'; '.join(e['violations'])}")
