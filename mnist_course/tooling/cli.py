@@ -27,9 +27,11 @@ def status(argv: list[str]) -> int:
     when every exercise passes, 1 otherwise."""
     parser = argparse.ArgumentParser(
         prog="mnist-course status",
-        description="Your exercises, as your notebooks are saved: pass / fail / not attempted, per notebook.")
+        description="Your exercises, as your notebooks are saved: pass / fail / error / timeout / not attempted, "
+                    "per notebook, run as mnist-course grade runs them. Exit status 0 when every exercise passes, "
+                    "1 otherwise.")
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="notebooks or folders of them (default: my-notebooks/ if it exists, else "
+                        help="notebooks or folders of them, at any depth (default: my-notebooks/ if it exists, else "
                              "notebooks/, else the current folder; relative to the current folder)")
     parser.add_argument("--hint", metavar="ID", help="print the hint of exercise ID (e.g. 02.1): the idea, "
                                                      "and the usual mistake")
