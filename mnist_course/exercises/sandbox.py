@@ -74,7 +74,7 @@ COURSE_NAME = re.compile(r"^(\d\d)_.*\.ipynb$")
 LEARNER_FILE = "<learner "  # the code the learner wrote is compiled with a file name starting so
 NOBODY = 65534
 _ENV_KEPT = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-             "MPLBACKEND", "PYTHONHASHSEED", "PYTHONIOENCODING", "CUDA_VISIBLE_DEVICES"}
+             "MPLBACKEND", "PYTHONHASHSEED", "PYTHONIOENCODING"}
 MAX_NOTEBOOK_MB = 50  # a bigger notebook is not graded (its outputs are not needed)
 COPIED = (".ipynb", ".py")  # what the temporary copy holds of a learner's folder
 
@@ -846,7 +846,7 @@ def _child(plan: Plan, start: int, skip: set[int], res_w: int, out_w: int, workd
         os.environ.clear()  # the instructor's environment (tokens, paths) is not the learner's business
         os.environ.update(kept, HOME=str(home), TMPDIR=str(workdir / "tmp"), MPLCONFIGDIR=str(home / ".config"),
                           XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
-                          TORCH_HOME=str(home / ".cache"))
+                          TORCH_HOME=str(home / ".cache"), CUDA_VISIBLE_DEVICES="")  # the checks run on the CPU
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # input() gets EOF, not the instructor's terminal
         os.close(null)
