@@ -211,8 +211,9 @@ def image(engine: str, name: str, sources: list[str]) -> dict:
     info = json.loads(result.stdout)[0]
     stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", info["Created"])   # UTC
     built = calendar.timegm(time.strptime(stamp.group(1), "%Y-%m-%dT%H:%M:%S")) if stamp else 0
-    newest = max((p.stat().st_mtime, p) for s in sources for p in ([ROOT / s] if (ROOT / s).is_file() else
-                                                                   (ROOT / s).rglob("*")) if p.is_file())
+    files = [p for s in sources for p in ([ROOT / s] if (ROOT / s).is_file() else (ROOT / s).rglob("*"))
+             if p.is_file() and not {"__pycache__", ".ipynb_checkpoints"} & set(p.parts)]   # as .dockerignore
+    newest = max((p.stat().st_mtime, p) for p in files)
     if stamp and newest[0] > built + 1 and not os.environ.get("MNIST_COURSE_STALE_IMAGES"):
         pytest.skip(f"{name} was built before {newest[1].relative_to(ROOT)} changed: rebuild it with "
                     ".ci/build-images (or make images)")
@@ -232,10 +233,10 @@ def lab_image(engine) -> dict:
 
 @contextlib.contextmanager
 def container(engine: str, *args, port: int | None = None):
-    """A detached container (`engine run -d --rm ARGS`), with `port` published on 127.0.0.1 (a free host
+    """A detached container (`engine run -d ARGS`), with `port` published on 127.0.0.1 (a free host
     port): yields (id, base URL or None); removed whatever happens."""
     publish = ["-p", f"127.0.0.1::{port}"] if port else []
-    started = run(engine, "run", "-d", "--rm", *publish, *args)
+    started = run(engine, "run", "-d", *publish, *args)     # removed below: its log stays readable till then
     cid = started.stdout.strip().splitlines()[-1]
     try:
         base = None
