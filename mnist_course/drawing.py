@@ -930,18 +930,23 @@ def calibrate_not_sure(model: torch.nn.Module, pictures: Sequence, mean: float =
 
 
 def predict_image(source, model: torch.nn.Module, k: int = 3, mean: float = MNIST_MEAN,
-                  std: float = MNIST_STD, classes: Sequence[str] = CLASSES, ink: str = "auto") -> Prediction:
+                  std: float = MNIST_STD, classes: Sequence[str] = CLASSES, ink: str = "auto",
+                  not_sure_below: float | None = None) -> Prediction:
     """A picture (path to a PNG/JPEG, PIL image, array, tensor: any size, RGB(A) or grayscale) ->
     Prediction with status "digit", "not sure" or "no digit" (see :class:`Prediction`).
 
     The one code path of the pad, notebook 12 and the web service. "No digit" is decided by
     :func:`preprocess` before the model is asked; "not sure" by :func:`judge` from the model's
     probabilities. ink: "auto", or "light" for a canvas of white ink on black (the pad: a filled
-    canvas is then "ink everywhere"), "dark" for dark ink on paper. Raises FileNotFoundError or
-    ValueError (unreadable file, empty image, NaNs) with a message saying what to fix.
+    canvas is then "ink everywhere"), "dark" for dark ink on paper. not_sure_below: the "not sure"
+    threshold (None: :data:`NOT_SURE_BELOW`; notebook 11 computes one, ``calibration.load_not_sure``).
+    Raises FileNotFoundError or ValueError (unreadable file, empty image, NaNs, a threshold outside
+    [0, 1]) with a message saying what to fix.
     """
     if not 1 <= k <= len(classes):
         raise ValueError(f"k must be between 1 and {len(classes)}, got {k}")
+    if not_sure_below is not None and not 0 <= not_sure_below <= 1:
+        raise ValueError(f"not_sure_below is a probability, between 0 and 1, got {not_sure_below}")
     start = time.perf_counter()
     pre = preprocess(source, ink=ink)
     if pre.blank:
@@ -949,7 +954,7 @@ def predict_image(source, model: torch.nn.Module, k: int = 3, mean: float = MNIS
     model_start = time.perf_counter()
     probs = predict_probs(model, pre.image, mean, std)
     model_seconds = time.perf_counter() - model_start
-    status, reason = judge(probs, classes, image=pre.image)
+    status, reason = judge(probs, classes, not_sure_below, image=pre.image)
     order = np.argsort(-probs)[:k]
     return Prediction(probs, [(classes[i], float(probs[i])) for i in order], pre.image,
                       time.perf_counter() - start, status=status, reason=reason, model_seconds=model_seconds)

@@ -118,6 +118,8 @@ class DrawingPad:
     throttle: seconds between two guesses while a stroke is drawn (0.1; every stroke's end is
     guessed too). The browser sends each mouse move, up to one a screen frame; each costs the
     kernel about 2 ms, a guess about 7 ms more (the figures are in the module's docstring).
+    not_sure_below: the probability under which a guess is "not sure" (None: drawing.NOT_SURE_BELOW;
+    notebook 12 passes the one notebook 11 computed).
 
     The strokes are ``pad.strokes`` (lists of (x, y) frame points), drawn on ``pad.canvas`` (an
     ``ipycanvas.Canvas``) by the kernel. Each change predicts with ``drawing.predict_image`` on
@@ -130,7 +132,8 @@ class DrawingPad:
 
     def __init__(self, models, mean: float = MNIST_MEAN, std: float = MNIST_STD,
                  classes: Sequence[str] = CLASSES, size: int = 280, brush: float | None = None,
-                 throttle: float = 0.1, clock: Callable[[], float] = time.perf_counter):
+                 throttle: float = 0.1, clock: Callable[[], float] = time.perf_counter,
+                 not_sure_below: float | None = None):
         if isinstance(models, torch.nn.Module):
             models = {"model": models}
         if not models:
@@ -145,6 +148,7 @@ class DrawingPad:
             m.eval()
         self.mean, self.std, self.classes = mean, std, tuple(classes)
         self.size, self.brush, self.throttle, self.clock = size, brush, throttle, clock
+        self.not_sure_below = not_sure_below   # None: drawing.NOT_SURE_BELOW
         self.strokes: list[Stroke] = []
         self.drawing: str | None = None        # who draws the current stroke: "mouse", "touch" or None
         self._away: list | None = None         # mouse points since the stroke left the canvas
@@ -366,7 +370,8 @@ class DrawingPad:
         self.predictions += 1
         name = self.selector.value
         pred = predict_image(self.image(), self.models[name], k=3, mean=self.mean, std=self.std,
-                             classes=self.classes, ink="light")   # white ink on black: a filled pad is "ink everywhere"
+                             classes=self.classes, ink="light",   # white ink on black: a filled pad is "ink everywhere"
+                             not_sure_below=self.not_sure_below)
         if pred.model_seconds is not None:     # None: no model call ("no digit")
             times = self.times[name]
             times.append((pred.model_seconds, pred.seconds))

@@ -496,6 +496,15 @@ def test_a_hesitant_model_gives_not_sure():
     assert dr.predict_image(bar_image(), Fixed(7)).status == "digit"       # 0.87: sure
 
 
+def test_a_threshold_given_to_predict_image_replaces_not_sure_below():
+    """Notebook 12 gives the pad notebook 11's threshold: predict_image(not_sure_below=...) uses it
+    (a predict_image that ignored it would answer Fixed(7)'s 0.87 as a digit both times)."""
+    assert dr.predict_image(bar_image(), Fixed(7), not_sure_below=0.9).status == "not sure"
+    assert dr.predict_image(bar_image(), Hesitant(), not_sure_below=0.3).status == "digit"
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        dr.predict_image(bar_image(), Fixed(7), not_sure_below=81)
+
+
 def test_not_sure_threshold_is_the_smallest_that_keeps_confident_wrong_answers_rare():
     top = np.array([0.99, 0.95, 0.90, 0.80, 0.70, 0.60, 0.55, 0.50, 0.45, 0.40])
     correct = np.array([1, 1, 0, 1, 1, 0, 1, 0, 1, 0], bool)

@@ -43,6 +43,13 @@ def pad(drawn):
     return p
 
 
+def test_the_pad_passes_its_threshold_on(drawn):
+    """DrawingPad(not_sure_below=...) reaches predict_image: Fixed(3)'s 0.87 is 'not sure' under 0.9."""
+    p = pd.DrawingPad({"CNN": Fixed(3)}, throttle=0.1, clock=FakeClock(), not_sure_below=0.9)
+    draw_one(p)
+    assert "not sure" in p.label.value, p.label.value
+
+
 def front_end(pad, event, x=None, y=None, touches=None):
     """What ipycanvas's front end sends on a mouse or touch event: a custom comm message."""
     content = {"event": event}

@@ -178,8 +178,9 @@ def notebooks_table(data: dict, link_prefix: str = "") -> str:
     for notebook, what, template in NOTEBOOK_GUIDE:
         prefix = f"{DATASET}/{notebook}/"
         if any(key.startswith(prefix) for key in data["results"]):
-            headline = TEMPLATE_KEY.sub(lambda m: format_value(_result(data, prefix + m.group(1),
-                                                                       f"the notebook table ({notebook})")), template)
+            where = f"the notebook table ({notebook})"
+            headline = TEMPLATE_KEY.sub(lambda m, p=prefix, w=where: format_value(_result(data, p + m.group(1), w)),
+                                        template)
         else:  # a notebook newer than the recorded run
             headline = "not in the recorded run yet (`make course` records it)"
         run = data["results"].get(prefix + RUN_TIME_KEY)
