@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["lab", "course", "status", "grade", "train", "export", "serve", "site", "bench", "readme", "nbrefs"]
+NAMES = ["lab", "course", "status", "grade", "train", "export", "serve", "site", "bench", "readme", "nbrefs", "words"]
 EVERY = [*NAMES, "bench pictures", "bench calibrate"]
 
 

@@ -1,4 +1,4 @@
-"""Digits enlarged from tiny pictures (issue 18, "Pictures as people really take them"): a thumbnail a few
+"""Digits enlarged from tiny pictures (pictures as people really take them): a thumbnail a few
 pixels high scaled up has no detail of its own, and the model was confidently wrong on it more often than
 on any other kind of picture (the benchmark's held-out 6x6 thumbnails scaled up to 48 px: 2.0 % in both
 polarities, the goal is at most 1 %). drawing.detail measures the detail a digit has at its own size (the

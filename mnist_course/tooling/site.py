@@ -137,7 +137,7 @@ def _cleaner():
     try:
         import nh3
     except ImportError:
-        raise SiteError("the site needs nh3 (the HTML sanitiser): pip install -e . or pip install nh3") from None
+        raise SiteError("the site needs nh3 (the HTML sanitiser): pip install -e '.[course]' or pip install nh3") from None
     return nh3.Cleaner(tags=HTML_TAGS | MATHML_TAGS, clean_content_tags=DROPPED_WITH_CONTENT, attributes=ATTRIBUTES,
                        attribute_filter=_allowed_attribute, url_schemes=URL_SCHEMES, link_rel=None,
                        filter_style_properties=STYLE_PROPERTIES, strip_comments=True)
@@ -214,7 +214,7 @@ def exporter():
         import latex2mathml  # noqa: F401
     except ImportError:
         raise SiteError("the site needs latex2mathml (LaTeX -> MathML at build time): "
-                        "pip install -e . or pip install latex2mathml") from None
+                        "pip install -e '.[course]' or pip install latex2mathml") from None
     _cleaner()  # SiteError now, not halfway through the first page
     from jinja2 import pass_context
     from nbconvert import HTMLExporter
