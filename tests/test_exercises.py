@@ -588,8 +588,8 @@ MUTANTS = {
 }
 
 
-# Notebooks 08-11 keep their mutants beside their own tests (tests/test_lesson_NN.py, which also runs
-# them); every exercise of the course, with the mutants that must fail it:
+# Notebooks 08-11 keep their mutants beside their library's tests (tests/test_lesson_NN.py); the tests
+# below run every exercise of the course, with the mutants that must fail it:
 from test_lesson_08 import MUTANTS as _MUTANTS_08  # noqa: E402
 from test_lesson_09 import MUTANTS as _MUTANTS_09  # noqa: E402
 from test_lesson_10 import MUTANTS as _MUTANTS_10  # noqa: E402
@@ -627,8 +627,8 @@ def test_reference_passes(exercise_id):
 
 
 @pytest.mark.parametrize(("exercise_id", "mutant", "words"),
-                         [(i, m, w) for i, ms in MUTANTS.items() for m, w in ms],
-                         ids=[f"{i}-{m.__name__}" for i, ms in MUTANTS.items() for m, _ in ms])
+                         [(i, m, w) for i, ms in ALL_MUTANTS.items() for m, w in ms],
+                         ids=[f"{i}-{m.__name__}" for i, ms in ALL_MUTANTS.items() for m, _ in ms])
 def test_mutant_fails_with_the_message_naming_its_mistake(exercise_id, mutant, words):
     result = E.check(exercise_id, mutant, quiet=True)
     assert result.status == "failed"
